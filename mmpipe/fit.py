@@ -1,0 +1,469 @@
+"""``mmpipe.fit``: one pass of statistics, every model and metric, optionally written out.
+
+Data flows one way: dataset → fold plan → statistics pass → per split and pair: models from the
+training statistics, metrics from the validation statistics → chosen α → final models on all
+rows → results store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from mmpipe.errors import ConfigError, DataValueError, bad_parameter
+from mmpipe.io.dataset import Dataset, check_folds, open_dataset
+from mmpipe.io.storage import StorageOptions
+from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
+from mmpipe.models.pca import StandardPCA
+from mmpipe.models.transfer import check_alphas
+from mmpipe.stats.blocked import PassStatistics, compute_statistics
+from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
+
+DEFAULT_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+DEFAULT_COMPONENTS = 32
+Components = int | float | None | Mapping[str, int | float | None]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Every choice of a fit; stored with the results as provenance."""
+
+    pairs: tuple[tuple[str, str], ...] | None = None
+    """Directed (source, target) pairs; None = every ordered pair of modalities."""
+    components: int | float | None | dict[str, int | float | None] = DEFAULT_COMPONENTS
+    """PCA components per modality: a count (capped at the width), a variance fraction in (0, 1),
+    None for all, or a dict per modality name."""
+    folds: int = 5
+    """K for K-fold cross-validation (ignored when ``holdout`` is set)."""
+    holdout: float | None = None
+    """Fraction of rows held out for validation, instead of K-fold."""
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    """Ridge penalties to evaluate; the best mean validation R² is chosen."""
+    seed: int = 0
+    """Seed of the fold assignment."""
+    solver: Literal["normal", "tsqr"] = "normal"
+    """'normal': from the statistics; 'tsqr': second pass, QR of the scores (ill-conditioned)."""
+    cca_reg: float = 1e-3
+    """Ridge term added to each side's score covariance in CCA."""
+    chunk_rows: int | None = None
+    """Dask row block size; None lets open_dataset choose from the store chunks."""
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["pairs"] = None if self.pairs is None else [list(p) for p in self.pairs]
+        out["alphas"] = list(self.alphas)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class ModalityResult:
+    """A modality's scaler and PCA fitted on every row where it is present."""
+
+    name: str
+    rows: int
+    """Rows where the modality is present."""
+    pca: StandardPCA
+    nonfinite: int
+    """NaN/inf values found (0 in any completed fit)."""
+    zero_variance_columns: np.ndarray
+    """Indices of columns with zero variance (scaled by 1, as scikit-learn)."""
+
+
+@dataclass(frozen=True, eq=False)
+class PairResult:
+    """A directed pair: cross-validated metrics and final models refitted on all its rows."""
+
+    source: str
+    target: str
+    rows: int
+    """Rows where both modalities are present (the rows this pair is fitted on)."""
+    rows_dropped: int
+    """Rows left out because one of the two is missing."""
+    alphas: np.ndarray
+    """(n_alpha,) the α path."""
+    r2: np.ndarray
+    """(n_splits, n_alpha) validation R² of the ridge map."""
+    mse: np.ndarray
+    """(n_splits, n_alpha) validation MSE of the ridge map."""
+    procrustes_r2: np.ndarray
+    """(n_splits,) validation R² of the orthogonal map."""
+    procrustes_mse: np.ndarray
+    cca_correlations: np.ndarray
+    """(n_splits, n_canonical) validation canonical correlations (NaN-padded)."""
+    alpha_index: int
+    """Index of the chosen α (best mean validation R²)."""
+    models: PairModels
+    """Final models on all rows of the pair; ridge coefficients for every α."""
+
+    @property
+    def alpha(self) -> float:
+        return float(self.alphas[self.alpha_index])
+
+    @property
+    def coef(self) -> np.ndarray:
+        """(k_source, k_target) ridge map at the chosen α."""
+        return np.asarray(self.models.ridge.coef_[self.alpha_index])
+
+    def summary(self) -> dict[str, Any]:
+        i = self.alpha_index
+        return {
+            "source": self.source,
+            "target": self.target,
+            "rows": self.rows,
+            "rows_dropped": self.rows_dropped,
+            "alpha": self.alpha,
+            "components": [self.models.source_pca.n_components_,
+                           self.models.target_pca.n_components_],
+            "cv": {
+                "r2": float(self.r2[:, i].mean()),
+                "mse": float(self.mse[:, i].mean()),
+                "r2_folds": self.r2[:, i].tolist(),
+                "mse_folds": self.mse[:, i].tolist(),
+            },
+            "r2_by_alpha": self.r2.mean(axis=0).tolist(),
+            "procrustes": {"r2": float(self.procrustes_r2.mean()),
+                           "mse": float(self.procrustes_mse.mean())},
+            "cca": self.models.cca.correlations_.tolist(),
+            "cca_validation": np.nanmean(self.cca_correlations, axis=0).tolist(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What ``fit`` returns: models, metrics and provenance."""
+
+    config: FitConfig
+    dataset: str
+    n_rows: int
+    plan: FoldPlan
+    modalities: dict[str, ModalityResult]
+    pairs: list[PairResult]
+    fingerprint: str
+    timings: dict[str, float]
+    run_id: str
+    results: str | None = None
+    """Where the run was written (None if not written)."""
+    started: str = ""
+    classes: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def pair(self, source: str, target: str) -> PairResult:
+        for p in self.pairs:
+            if (p.source, p.target) == (source, target):
+                return p
+        raise KeyError(f"no pair {source}->{target} in this fit")
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON printed by ``mmpipe fit --json``."""
+        return {
+            "run_id": self.run_id,
+            "results": self.results,
+            "dataset": self.dataset,
+            "rows": self.n_rows,
+            "plan": self.plan.describe(),
+            "modalities": {
+                name: {
+                    "rows": m.rows,
+                    "components": m.pca.n_components_,
+                    "explained_variance_ratio": float(m.pca.explained_variance_ratio_.sum()),
+                    "zero_variance_columns": m.zero_variance_columns.tolist(),
+                }
+                for name, m in self.modalities.items()
+            },
+            "pairs": [p.summary() for p in self.pairs],
+            "timings": self.timings,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def parse_pairs(
+    pairs: Iterable[str | Sequence[str]] | None, names: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    """Normalize 'source:target' strings or 2-tuples; None means every ordered pair."""
+    if pairs is None:
+        return tuple(itertools.permutations(names, 2))
+    out: list[tuple[str, str]] = []
+    for item in pairs:
+        parts = item.split(":") if isinstance(item, str) else list(item)
+        if len(parts) != 2:
+            raise ConfigError(f"Pair {item!r} must be written SOURCE:TARGET, e.g. image:text.")
+        source, target = str(parts[0]).strip(), str(parts[1]).strip()
+        for name in (source, target):
+            if name not in names:
+                raise ConfigError(
+                    f"Pair {source}:{target} names modality {name!r}, which the dataset does "
+                    f"not have (modalities: {', '.join(names)})."
+                )
+        if source == target:
+            raise ConfigError(f"Pair {source}:{target} maps a modality onto itself.")
+        if (source, target) not in out:
+            out.append((source, target))
+    if not out:
+        raise ConfigError("No pairs given: name at least one SOURCE:TARGET or leave pairs unset.")
+    return tuple(out)
+
+
+def _components_for(config: FitConfig, name: str, width: int) -> int | float | None:
+    spec = config.components
+    if isinstance(spec, Mapping):
+        if name not in spec:
+            return min(DEFAULT_COMPONENTS, width)
+        spec = spec[name]
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if spec < 1:
+            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None",
+                                spec)
+        return min(spec, width)
+    return spec
+
+
+def make_plan(ds: Dataset, config: FitConfig) -> tuple[FoldPlan, np.ndarray | None]:
+    """The fold plan (stratified when the dataset has labels) and the sorted class values.
+
+    Reads the labels (a small array) before the pass: stratification needs all of them.
+    """
+    labels = None if ds.labels is None else np.asarray(ds.labels.compute())
+    classes = None if labels is None else np.unique(labels)
+    if config.holdout is not None:
+        plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed)
+    else:
+        check_folds(ds, config.folds)
+        plan = kfold_plan(ds.n_rows, config.folds, labels=labels, seed=config.seed)
+    return plan, classes
+
+
+def fingerprint(ds: Dataset, stats: PassStatistics) -> str:
+    """sha256 of the dataset's layout and a content summary (row counts, rounded means)."""
+    h = hashlib.sha256()
+    for name, arr in sorted(ds.modalities.items()):
+        h.update(f"{name}:{arr.shape}:{arr.dtype}".encode())
+    full = stats.moments(list(stats.layout.names), None)
+    h.update(np.array2string(full.mean, precision=6, floatmode="maxprec").encode())
+    h.update(str(full.n).encode())
+    return h.hexdigest()[:32]
+
+
+def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
+    """Validate every parameter against the dataset before any data is read."""
+    if not isinstance(config.folds, int) or isinstance(config.folds, bool) or config.folds < 2:
+        raise bad_parameter("folds", "fit", "an int >= 2", config.folds)
+    check_alphas(config.alphas, owner="fit")
+    if config.solver not in ("normal", "tsqr"):
+        raise bad_parameter("solver", "fit", "'normal' or 'tsqr'", config.solver)
+    if config.holdout is not None and not 0.0 < config.holdout < 1.0:
+        raise bad_parameter("holdout", "fit", "a float in the range (0, 1)", config.holdout)
+    if isinstance(config.components, Mapping):
+        unknown = set(config.components) - set(ds.names)
+        if unknown:
+            raise ConfigError(
+                f"components names unknown modalities {sorted(unknown)} "
+                f"(modalities: {', '.join(ds.names)})."
+            )
+    for name, width in ds.widths.items():
+        spec = _components_for(config, name, width)
+        if spec is not None and not isinstance(spec, int) and not (
+            isinstance(spec, float) and 0.0 < spec < 1.0
+        ):
+            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None",
+                                spec)
+    return parse_pairs(config.pairs, ds.names)
+
+
+def fit(
+    dataset: str | os.PathLike[str] | Dataset,
+    *,
+    pairs: Iterable[str | Sequence[str]] | None = None,
+    components: Components = DEFAULT_COMPONENTS,
+    folds: int = 5,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    holdout: float | None = None,
+    seed: int = 0,
+    solver: Literal["normal", "tsqr"] = "normal",
+    cca_reg: float = 1e-3,
+    chunk_rows: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    client: object | None = None,
+    storage_options: StorageOptions | None = None,
+    results_storage_options: StorageOptions | None = None,
+) -> FitResult:
+    """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
+
+    Returns a :class:`FitResult`; with ``out`` the run is also written to that results store
+    (see :mod:`mmpipe.io.results`). ``client`` is a ``distributed.Client``; without one the
+    current Dask scheduler is used.
+    """
+    config = FitConfig(
+        pairs=None if pairs is None else tuple(
+            tuple(p.split(":")) if isinstance(p, str) else tuple(p)  # type: ignore[misc]
+            for p in pairs
+        ),
+        components=dict(components) if isinstance(components, Mapping) else components,
+        folds=folds,
+        holdout=holdout,
+        alphas=tuple(float(a) for a in alphas),
+        seed=seed,
+        solver=solver,
+        cca_reg=cca_reg,
+        chunk_rows=chunk_rows,
+    )
+    return fit_config(dataset, config, out=out, client=client, storage_options=storage_options,
+                      results_storage_options=results_storage_options)
+
+
+def fit_config(
+    dataset: str | os.PathLike[str] | Dataset,
+    config: FitConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    client: object | None = None,
+    storage_options: StorageOptions | None = None,
+    results_storage_options: StorageOptions | None = None,
+) -> FitResult:
+    """:func:`fit` with a ready :class:`FitConfig`."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = round(now - clock, 4)
+        clock = now
+
+    ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
+    pair_list = check_config(ds, config)
+    if out is not None:
+        from mmpipe.io.results import check_writable
+
+        check_writable(out, storage_options=results_storage_options)
+    names = [n for n in ds.names if any(n in p for p in pair_list)]
+    lap("open")
+    plan, classes = make_plan(ds, config)
+    lap("plan")
+    stats = compute_statistics(ds, plan, names, classes, client=client)
+    lap("statistics_pass")
+    bad = {n: c for n, c in stats.nonfinite.items() if c}
+    if bad:
+        listing = ", ".join(f"modalities/{n}: {c}" for n, c in bad.items())
+        raise DataValueError(
+            f"NaN or infinite values in {ds.url!r} ({listing}): fix or impute them, or mark "
+            "those rows missing with masks/<name> = False."
+        )
+    result = _derive(ds, config, pair_list, names, plan, stats, classes, client)
+    lap("models")
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    fitted = FitResult(
+        config=config, dataset=ds.url, n_rows=ds.n_rows, plan=plan,
+        modalities=result[0], pairs=result[1], fingerprint=fingerprint(ds, stats),
+        timings=timings, run_id=run_id, started=started, classes=classes,
+    )
+    if out is None:
+        return fitted
+    from mmpipe.io.results import write_run
+
+    written = write_run(fitted, out, storage_options=results_storage_options)
+    lap("write")
+    return written
+
+
+def _derive(
+    ds: Dataset, config: FitConfig, pair_list: Sequence[tuple[str, str]], names: Sequence[str],
+    plan: FoldPlan, stats: PassStatistics, classes: np.ndarray | None, client: object | None,
+) -> tuple[dict[str, ModalityResult], list[PairResult]]:
+    """Every model and metric from the statistics (plus the TSQR pass when asked)."""
+    widths = ds.widths
+    comps = {n: _components_for(config, n, widths[n]) for n in names}
+
+    modalities: dict[str, ModalityResult] = {}
+    for name in names:
+        full = stats.moments([name])
+        pca = StandardPCA(comps[name]).fit_moments(full)
+        modalities[name] = ModalityResult(
+            name=name, rows=full.n, pca=pca, nonfinite=stats.nonfinite[name],
+            zero_variance_columns=pca.zero_variance_columns_,
+        )
+
+    # A PCA depends on which rows it sees: with no masks among a pair, every pair shares the
+    # modality's PCA of that split, so fit it once.
+    pca_cache: dict[tuple[int | None, str, frozenset[str]], StandardPCA] = {}
+
+    def pca_for(split: int | None, name: str, pair: tuple[str, str], raw: Any) -> StandardPCA:
+        key = (split, name, frozenset(n for n in pair if n in ds.masks))
+        if key not in pca_cache:
+            cols = np.arange(widths[pair[0]]) if name == pair[0] else np.arange(
+                widths[pair[0]], raw.dim)
+            pca_cache[key] = StandardPCA(comps[name]).fit_moments(raw.take(cols))
+        return pca_cache[key]
+
+    def models_for(split: int | None, pair: tuple[str, str]) -> PairModels:
+        groups = None if split is None else plan.splits[split][0]
+        raw = stats.moments(list(pair), groups)
+        if raw.n < 2:
+            raise DataValueError(
+                f"Pair {pair[0]}:{pair[1]} has {raw.n} training rows with both modalities "
+                "present; check masks/ or use fewer folds."
+            )
+        return fit_pair(
+            raw, widths[pair[0]], source_components=comps[pair[0]],
+            target_components=comps[pair[1]], alphas=config.alphas, cca_reg=config.cca_reg,
+            source_pca=pca_for(split, pair[0], pair, raw),
+            target_pca=pca_for(split, pair[1], pair, raw),
+        )
+
+    split_models = {(s, p): models_for(s, p) for s in range(plan.n_splits) for p in pair_list}
+    final_models = {p: models_for(None, p) for p in pair_list}
+    if config.solver == "tsqr":
+        from mmpipe.models.tsqr import tsqr_ridge
+
+        jobs = [(p[0], p[1], s, m) for (s, p), m in split_models.items()]
+        jobs += [(p[0], p[1], None, m) for p, m in final_models.items()]
+        coefs = tsqr_ridge(ds, plan, jobs, config.alphas, client=client)
+        for (_, _, _, m), coef in zip(jobs, coefs, strict=True):
+            m.ridge.coef_ = coef
+            # Training scores are centered by construction: the intercept is their mean map.
+            m.ridge.intercept_ = np.zeros((coef.shape[0], coef.shape[2]))
+
+    pairs: list[PairResult] = []
+    for pair in pair_list:
+        scores: list[PairScores] = []
+        for s in range(plan.n_splits):
+            val = stats.moments(list(pair), plan.splits[s][1])
+            scores.append(score_pair(split_models[(s, pair)], val))
+        r2 = np.stack([sc.r2 for sc in scores])
+        rows = stats.rows_present(list(pair))
+        width = max(sc.cca_correlations.size for sc in scores)
+        cca = np.full((len(scores), width), np.nan)
+        for i, sc in enumerate(scores):
+            cca[i, : sc.cca_correlations.size] = sc.cca_correlations
+        pairs.append(PairResult(
+            source=pair[0], target=pair[1], rows=rows, rows_dropped=stats.n_rows - rows,
+            alphas=np.asarray(config.alphas), r2=r2, mse=np.stack([sc.mse for sc in scores]),
+            procrustes_r2=np.array([sc.procrustes_r2 for sc in scores]),
+            procrustes_mse=np.array([sc.procrustes_mse for sc in scores]),
+            cca_correlations=cca, alpha_index=int(np.argmax(r2.mean(axis=0))),
+            models=final_models[pair],
+        ))
+    return modalities, pairs
+
+
+def to_json(value: Any) -> Any:
+    """Make numpy scalars/arrays JSON-serializable (for attributes and --json output)."""
+    return json.loads(json.dumps(value, default=_default))
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")

@@ -1,0 +1,273 @@
+"""The dataset contract: a Zarr v3 group of modalities of the same rows.
+
+    dataset.zarr/
+      modalities/<name>   numeric (n, d_name), row-chunked; every modality has the same n
+      labels              optional (n,) integer classes
+      ids                 optional (n,) sample ids (any dtype)
+      masks/<name>        optional (n,) bool: modality <name> present in that row
+
+:func:`open_dataset` checks the layout from metadata alone (no data is read) and returns
+row-aligned Dask arrays. Problems in the values (NaN/inf, zero variance) are found during the
+statistics pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+from mmpipe.errors import DatasetError
+from mmpipe.io.storage import StorageOptions, open_group
+
+MODALITIES = "modalities"
+LABELS = "labels"
+IDS = "ids"
+MASKS = "masks"
+# Dask row blocks are grown to about this many bytes (as float64, all modalities side by side)
+# so that per-task overhead stays small next to the arithmetic.
+TARGET_BLOCK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Row-aligned Dask views of one dataset. All arrays share ``row_chunks``."""
+
+    url: str
+    """Where the dataset was opened from (path or fsspec URL)."""
+    modalities: dict[str, da.Array]
+    """name -> (n, d) array in the store's dtype, chunked by rows only."""
+    labels: da.Array | None = None
+    """(n,) integer class labels, if the dataset has them."""
+    ids: da.Array | None = None
+    """(n,) sample ids, if present."""
+    masks: dict[str, da.Array] = field(default_factory=dict)
+    """name -> (n,) bool presence mask, for the modalities that have one."""
+    storage_options: StorageOptions | None = None
+    """fsspec options used to open the store."""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """The group's JSON attributes (e.g. synth ground truth)."""
+
+    @property
+    def n_rows(self) -> int:
+        return int(next(iter(self.modalities.values())).shape[0])
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.modalities)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return {name: int(arr.shape[1]) for name, arr in self.modalities.items()}
+
+    @property
+    def row_chunks(self) -> tuple[int, ...]:
+        return tuple(next(iter(self.modalities.values())).chunks[0])
+
+    def rechunk(self, chunk_rows: int) -> Dataset:
+        """The same dataset with row blocks of ``chunk_rows`` rows (columns never split)."""
+        return _with_row_chunks(self, _regular_chunks(self.n_rows, chunk_rows))
+
+
+def _regular_chunks(n: int, size: int) -> tuple[int, ...]:
+    size = max(1, min(size, n))
+    full, rest = divmod(n, size)
+    return (size,) * full + ((rest,) if rest else ())
+
+
+def _with_row_chunks(ds: Dataset, rows: tuple[int, ...]) -> Dataset:
+    def rows_only(arr: da.Array) -> da.Array:
+        return arr.rechunk((rows,) + tuple(-1 for _ in arr.shape[1:]))
+
+    return Dataset(
+        url=ds.url,
+        modalities={k: rows_only(v) for k, v in ds.modalities.items()},
+        labels=None if ds.labels is None else rows_only(ds.labels),
+        ids=None if ds.ids is None else rows_only(ds.ids),
+        masks={k: rows_only(v) for k, v in ds.masks.items()},
+        storage_options=ds.storage_options,
+        attrs=ds.attrs,
+    )
+
+
+def _is_numeric(dtype: np.dtype[Any]) -> bool:
+    return dtype.kind in "fiu"
+
+
+def _check_vector(arr: zarr.Array, path: str, n: int, *, kinds: str | None, what: str) -> None:
+    if arr.ndim != 1:
+        raise DatasetError(f"{path!r} has shape {arr.shape}; it must be 1-D with one entry per row.")
+    if arr.shape[0] != n:
+        raise DatasetError(
+            f"{path!r} has {arr.shape[0]} rows but the modalities have {n}: "
+            "every array of a dataset must describe the same rows in the same order."
+        )
+    if kinds is not None and np.dtype(arr.dtype).kind not in kinds:
+        raise DatasetError(f"{path!r} has dtype {arr.dtype}; {what}.")
+
+
+def _default_row_chunk(store_rows: list[int], width: int, n: int) -> int:
+    """A row block that is a multiple of every store chunk (no chunk read twice) when cheap."""
+    lcm = math.lcm(*store_rows)
+    base = lcm if lcm <= 8 * max(store_rows) else max(store_rows)
+    grow = max(1, TARGET_BLOCK_BYTES // max(1, base * width * 8))
+    return min(n, base * grow)
+
+
+def open_dataset(
+    url: str | os.PathLike[str] | Dataset,
+    *,
+    storage_options: StorageOptions | None = None,
+    chunk_rows: int | None = None,
+) -> Dataset:
+    """Open and validate a dataset; returns row-aligned Dask arrays (nothing is computed).
+
+    ``chunk_rows`` sets the Dask row block; by default a multiple of the store's row chunks
+    of about 64 MiB. Raises :class:`~mmpipe.errors.DatasetError` naming the array at fault.
+    """
+    if isinstance(url, Dataset):
+        return url if chunk_rows is None else url.rechunk(chunk_rows)
+    text = os.fspath(url)
+    group = open_group(text, mode="r", storage_options=storage_options)
+    members = dict(group.members())
+
+    if MODALITIES not in members or not isinstance(members[MODALITIES], zarr.Group):
+        raise DatasetError(
+            f"{text!r} has no {MODALITIES!r} group: store each modality as a 2-D array "
+            f"{MODALITIES}/<name> (rows × features)."
+        )
+    raw: dict[str, zarr.Array] = {}
+    for name, node in sorted(members[MODALITIES].members()):
+        path = f"{MODALITIES}/{name}"
+        if not isinstance(node, zarr.Array):
+            raise DatasetError(f"{path!r} is a group; each modality must be a 2-D array.")
+        if node.ndim != 2:
+            raise DatasetError(
+                f"{path!r} has shape {node.shape}; each modality must be 2-D (rows × features). "
+                "Reshape it, e.g. flatten images to one row per sample."
+            )
+        if not _is_numeric(np.dtype(node.dtype)):
+            raise DatasetError(
+                f"{path!r} has dtype {node.dtype}, which is not numeric: "
+                "convert it to float32 or float64."
+            )
+        if node.shape[1] == 0:
+            raise DatasetError(f"{path!r} has no columns.")
+        raw[name] = node
+    if len(raw) < 2:
+        raise DatasetError(
+            f"{text!r} has {len(raw)} modalit{'y' if len(raw) == 1 else 'ies'} "
+            f"({', '.join(raw) or 'none'}); mmpipe needs at least two under {MODALITIES}/."
+        )
+    counts = {name: arr.shape[0] for name, arr in raw.items()}
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{MODALITIES}/{k}: {v}" for k, v in counts.items())
+        raise DatasetError(
+            f"Modalities of {text!r} have different row counts ({listing}): "
+            "every modality must have one row per sample, in the same order."
+        )
+    n = next(iter(counts.values()))
+    if n == 0:
+        raise DatasetError(f"{text!r} has modalities with 0 rows.")
+
+    labels = members.get(LABELS)
+    if labels is not None:
+        if not isinstance(labels, zarr.Array):
+            raise DatasetError(f"{LABELS!r} in {text!r} must be an array, not a group.")
+        _check_vector(
+            labels, LABELS, n, kinds="iu",
+            what="labels must be integer class indices: store them as int32 or int64",
+        )
+    ids = members.get(IDS)
+    if ids is not None:
+        if not isinstance(ids, zarr.Array):
+            raise DatasetError(f"{IDS!r} in {text!r} must be an array, not a group.")
+        _check_vector(ids, IDS, n, kinds=None, what="")
+    masks: dict[str, zarr.Array] = {}
+    if MASKS in members:
+        if not isinstance(members[MASKS], zarr.Group):
+            raise DatasetError(f"{MASKS!r} in {text!r} must be a group of 1-D bool arrays.")
+        for name, node in sorted(members[MASKS].members()):
+            path = f"{MASKS}/{name}"
+            if name not in raw:
+                raise DatasetError(
+                    f"{path!r} names no modality (modalities: {', '.join(raw)}): "
+                    "a mask must have the name of the modality it covers."
+                )
+            if not isinstance(node, zarr.Array):
+                raise DatasetError(f"{path!r} must be an array.")
+            _check_vector(
+                node, path, n, kinds="b",
+                what="a mask must be boolean (True where the modality is present)",
+            )
+            masks[name] = node
+
+    width = sum(arr.shape[1] for arr in raw.values())
+    store_rows = [arr.chunks[0] for arr in raw.values()]
+    rows = _regular_chunks(n, chunk_rows or _default_row_chunk(store_rows, width, n))
+    from_zarr = {name: da.from_zarr(arr) for name, arr in raw.items()}
+    opened = Dataset(
+        url=text,
+        modalities=from_zarr,
+        labels=None if labels is None else da.from_zarr(labels),
+        ids=None if ids is None else da.from_zarr(ids),
+        masks={k: da.from_zarr(v) for k, v in masks.items()},
+        storage_options=storage_options,
+        attrs=dict(group.attrs),
+    )
+    return _with_row_chunks(opened, rows)
+
+
+def check_folds(ds: Dataset, folds: int) -> None:
+    """Raise when the dataset has fewer rows than the requested folds."""
+    if ds.n_rows < folds:
+        raise DatasetError(
+            f"{ds.url!r} has {ds.n_rows} rows, fewer than the {folds} folds asked for: "
+            "use fewer folds (--folds) or a hold-out split."
+        )
+
+
+def write_dataset(
+    url: str | os.PathLike[str],
+    modalities: Mapping[str, np.ndarray],
+    *,
+    labels: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
+    masks: Mapping[str, np.ndarray] | None = None,
+    chunk_rows: int = 10_000,
+    attrs: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions | None = None,
+) -> str:
+    """Write in-memory arrays as a dataset (for examples and tests); returns the URL."""
+    group = open_group(url, mode="w", storage_options=storage_options)
+    if attrs:
+        group.attrs.update(dict(attrs))
+    mods = group.create_group(MODALITIES)
+    for name, values in modalities.items():
+        arr = np.asarray(values)
+        mods.create_array(
+            name, data=arr, chunks=(min(chunk_rows, arr.shape[0]), arr.shape[1]),
+            dimension_names=["row", f"{name}_feature"],
+        )
+
+    def vector(parent: zarr.Group, name: str, values: np.ndarray) -> None:
+        arr = np.asarray(values)
+        parent.create_array(
+            name, data=arr, chunks=(min(chunk_rows, arr.shape[0]),), dimension_names=["row"]
+        )
+
+    if labels is not None:
+        vector(group, LABELS, labels)
+    if ids is not None:
+        vector(group, IDS, ids)
+    if masks:
+        mask_group = group.create_group(MASKS)
+        for name, values in masks.items():
+            vector(mask_group, name, np.asarray(values, dtype=bool))
+    return os.fspath(url)

@@ -1,0 +1,213 @@
+"""The results store: one Zarr group per run, readable with plain zarr or xarray.
+
+    results.zarr/                    attrs: {"mmpipe_runs": [complete run ids], "latest": id}
+      runs/<run_id>/                 attrs: status, config, versions, fingerprint, plan,
+                                            timings, dataset, summary
+        folds                        (row,) int8 fold group of every row
+        modalities/<name>/           mean, scale (feature); components (component, feature);
+                                     explained_variance, explained_variance_ratio (component)
+        pairs/<source>--<target>/    alphas (alpha); coef (alpha, source_component,
+                                     target_component); intercept (alpha, target_component);
+                                     r2, mse (split, alpha); procrustes (source_component,
+                                     target_component); procrustes_r2 (split);
+                                     cca_correlations, cca_source_weights, ...;
+                                     source_*/target_* scaler and PCA of the pair's rows
+
+A run is written under a fresh id with status "running"; only its last write sets status
+"complete" and adds it to the store's list of runs. A failed run is marked "failed" and never
+touches another run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+
+from mmpipe.errors import ResultsError, StoreNotFoundError
+from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
+
+if TYPE_CHECKING:
+    from mmpipe.fit import FitResult
+
+RUNS = "runs"
+STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED = "running", "complete", "failed"
+_VERSIONED = ("mmpipe", "numpy", "scipy", "dask", "distributed", "zarr", "scikit-learn", "prefect")
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def check_writable(url: str | os.PathLike[str], *, storage_options: StorageOptions | None) -> None:
+    """Fail early (before the pass) when ``url`` cannot hold results."""
+    text = os.fspath(url)
+    if not is_remote(text):
+        path = text.removeprefix("file://")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ResultsError(f"Results location {text!r} is a file; give a directory path.")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise ResultsError(
+                f"Results location {text!r}: the parent folder {parent!r} does not exist."
+            )
+        if os.path.isdir(path) and os.listdir(path) and not os.path.exists(
+            os.path.join(path, "zarr.json")
+        ):
+            raise ResultsError(
+                f"Results location {text!r} is a non-empty folder that is not a Zarr group; "
+                "choose a new path or an existing results store."
+            )
+
+
+def _json(value: Any) -> Any:
+    from mmpipe.fit import to_json
+
+    return to_json(value)
+
+
+def _array(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> None:
+    data = np.asarray(data)
+    group.create_array(
+        name, data=data, chunks=data.shape if data.size else None, dimension_names=dims,
+        overwrite=True,
+    )
+
+
+def _write_pca(group: zarr.Group, prefix: str, pca: Any, feature: str, component: str) -> None:
+    _array(group, f"{prefix}mean", pca.mean_, [feature])
+    _array(group, f"{prefix}scale", pca.scale_, [feature])
+    _array(group, f"{prefix}components", pca.components_, [component, feature])
+    _array(group, f"{prefix}explained_variance", pca.explained_variance_, [component])
+    _array(group, f"{prefix}explained_variance_ratio", pca.explained_variance_ratio_, [component])
+
+
+def pair_key(source: str, target: str) -> str:
+    return f"{source}--{target}"
+
+
+def write_run(
+    result: FitResult,
+    url: str | os.PathLike[str],
+    *,
+    storage_options: StorageOptions | None = None,
+) -> FitResult:
+    """Write ``result`` as a new run under ``url``; returns it with ``results`` set."""
+    from dataclasses import replace
+
+    text = os.fspath(url)
+    check_writable(text, storage_options=storage_options)
+    root = open_group(text, mode="a", storage_options=storage_options)
+    run = root.require_group(RUNS).create_group(result.run_id)
+    run.attrs.update(_json({
+        "status": STATUS_RUNNING,
+        "run_id": result.run_id,
+        "dataset": result.dataset,
+        "started": result.started,
+        "config": result.config.to_json(),
+        "versions": versions(),
+        "fingerprint": result.fingerprint,
+        "plan": result.plan.describe(),
+        "rows": result.n_rows,
+    }))
+    try:
+        _write_body(run, result)
+        location = f"{text.rstrip('/')}/{RUNS}/{result.run_id}"
+        done = replace(result, results=location)
+        run.attrs.update(_json({
+            "summary": done.summary(),
+            "timings": done.timings,
+            "classes": None if done.classes is None else done.classes.tolist(),
+        }))
+        # The last step: mark complete, then list the run at the top of the store.
+        run.attrs["status"] = STATUS_COMPLETE
+        runs = list(root.attrs.get("mmpipe_runs", []))
+        root.attrs.update({"mmpipe_runs": [*runs, result.run_id], "latest": result.run_id})
+        return done
+    except BaseException as exc:
+        run.attrs.update({"status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def _write_body(run: zarr.Group, result: FitResult) -> None:
+    _array(run, "folds", result.plan.assignment, ["row"])
+    mods = run.create_group("modalities")
+    for name, m in result.modalities.items():
+        g = mods.create_group(name)
+        g.attrs.update(_json({"rows": m.rows,
+                              "zero_variance_columns": m.zero_variance_columns.tolist()}))
+        _write_pca(g, "", m.pca, "feature", "component")
+    pairs = run.create_group("pairs")
+    for p in result.pairs:
+        g = pairs.create_group(pair_key(p.source, p.target))
+        g.attrs.update(_json({"source": p.source, "target": p.target, "alpha": p.alpha,
+                              "rows": p.rows, "rows_dropped": p.rows_dropped}))
+        ms = p.models
+        _array(g, "alphas", p.alphas, ["alpha"])
+        _array(g, "coef", ms.ridge.coef_, ["alpha", "source_component", "target_component"])
+        _array(g, "intercept", ms.ridge.intercept_, ["alpha", "target_component"])
+        _array(g, "r2", p.r2, ["split", "alpha"])
+        _array(g, "mse", p.mse, ["split", "alpha"])
+        _array(g, "procrustes", ms.procrustes.coef_, ["source_component", "target_component"])
+        _array(g, "procrustes_r2", p.procrustes_r2, ["split"])
+        _array(g, "procrustes_mse", p.procrustes_mse, ["split"])
+        _array(g, "cca_correlations", ms.cca.correlations_, ["canonical"])
+        _array(g, "cca_source_weights", ms.cca.source_weights_, ["source_component", "canonical"])
+        _array(g, "cca_target_weights", ms.cca.target_weights_, ["target_component", "canonical"])
+        _array(g, "cca_validation_correlations", p.cca_correlations, ["split", "canonical_cv"])
+        _write_pca(g, "source_", ms.source_pca, "source_feature", "source_component")
+        _write_pca(g, "target_", ms.target_pca, "target_feature", "target_component")
+
+
+def list_runs(
+    url: str | os.PathLike[str], *, storage_options: StorageOptions | None = None
+) -> list[dict[str, Any]]:
+    """Every run in a results store with its id and status (complete or not)."""
+    root = open_group(url, mode="r", storage_options=storage_options)
+    if RUNS not in root:
+        return []
+    runs = root[RUNS]
+    assert isinstance(runs, zarr.Group)
+    return [
+        {"run_id": name, "status": dict(node.attrs).get("status", "unknown")}
+        for name, node in sorted(runs.members())
+    ]
+
+
+def read_run(
+    url: str | os.PathLike[str], run_id: str | None = None, *,
+    storage_options: StorageOptions | None = None, allow_incomplete: bool = False,
+) -> zarr.Group:
+    """The group of a run (the latest complete one by default). Refuses incomplete runs."""
+    root = open_group(url, mode="r", storage_options=storage_options)
+    run_id = run_id or dict(root.attrs).get("latest")
+    if run_id is None:
+        raise StoreNotFoundError(f"No complete run in results store {os.fspath(url)!r}.")
+    try:
+        run = root[f"{RUNS}/{run_id}"]
+    except KeyError as exc:
+        raise StoreNotFoundError(
+            f"No run {run_id!r} in results store {os.fspath(url)!r}."
+        ) from exc
+    assert isinstance(run, zarr.Group)
+    status = dict(run.attrs).get("status")
+    if status != STATUS_COMPLETE and not allow_incomplete:
+        raise ResultsError(f"Run {run_id!r} in {os.fspath(url)!r} is {status!r}, not complete.")
+    return run
+
+
+def read_attrs(group: zarr.Group) -> Mapping[str, Any]:
+    return dict(group.attrs)
+
+
+__all__ = ["check_writable", "list_runs", "make_store", "read_run", "write_run"]

@@ -1,0 +1,84 @@
+"""Where data lives: local paths and fsspec URLs (``s3://``, ``gs://``, ``memory://``...).
+
+One function opens a Zarr group for reading or writing so that every other module is
+storage-agnostic. Remote access needs the matching fsspec backend (``pip install mmpipe[s3]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import zarr
+import zarr.errors
+import zarr.storage
+
+from mmpipe.errors import MissingDependencyError, StoreNotFoundError
+
+StorageOptions = dict[str, Any]
+_BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+
+
+def is_remote(url: str | os.PathLike[str]) -> bool:
+    """True for fsspec URLs with a protocol other than ``file``."""
+    text = os.fspath(url)
+    return "://" in text and not text.startswith("file://")
+
+
+def _check_backend(url: str) -> None:
+    protocol = url.split("://", 1)[0]
+    module = _BACKENDS.get(protocol)
+    if module is None:
+        return
+    try:
+        __import__(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"Reading {url!r} needs the {module!r} package: pip install {module}"
+            + (" (or pip install 'mmpipe[s3]')" if module == "s3fs" else "")
+        ) from exc
+
+
+def make_store(
+    url: str | os.PathLike[str],
+    *,
+    mode: Literal["r", "w", "a"] = "r",
+    storage_options: StorageOptions | None = None,
+) -> zarr.storage.StoreLike:
+    """A zarr store for ``url``: LocalStore for paths, FsspecStore for remote URLs."""
+    text = os.fspath(url)
+    read_only = mode == "r"
+    if is_remote(text):
+        _check_backend(text)
+        return zarr.storage.FsspecStore.from_url(
+            text, storage_options=storage_options or {}, read_only=read_only
+        )
+    path = Path(text.removeprefix("file://"))
+    if read_only and not path.exists():
+        raise StoreNotFoundError(f"No Zarr store at {text!r}: the path does not exist.")
+    return zarr.storage.LocalStore(path, read_only=read_only)
+
+
+def open_group(
+    url: str | os.PathLike[str],
+    *,
+    path: str = "",
+    mode: Literal["r", "w", "a"] = "r",
+    storage_options: StorageOptions | None = None,
+) -> zarr.Group:
+    """Open the Zarr group at ``url`` (and ``path`` inside it).
+
+    Raises StoreNotFoundError when there is no group there, naming the location.
+    """
+    store = make_store(url, mode=mode, storage_options=storage_options)
+    try:
+        if mode == "r":
+            return zarr.open_group(store, path=path, mode="r")
+        return zarr.open_group(store, path=path, mode=mode, zarr_format=3)
+    except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.ContainsArrayError) as exc:
+        where = f"{os.fspath(url)!r}" + (f" at path {path!r}" if path else "")
+        raise StoreNotFoundError(
+            f"No Zarr group found in {where}: give the path of a dataset group "
+            "(a folder holding zarr.json and modalities/)."
+        ) from exc

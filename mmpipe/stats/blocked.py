@@ -1,0 +1,225 @@
+"""The one blocked pass: per-group sufficient statistics of every modality side by side.
+
+Every row block (a Dask task) builds z = [x_mod1 | x_mod2 | … | one-hot labels] in float64 and
+returns, for each (fold group, presence pattern) present in the block, the count, the means
+and the centered Gram. Blocks are merged in a tree with Chan's formulas. Everything linear the
+pipeline fits — per fold, per pair, per α — is then derived from this one result.
+
+The presence pattern of a row is the bit set of the modalities present in it (masks); a pair's
+statistics merge only the patterns where both of its modalities are present, which is exactly
+the statistics of the rows where neither is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed, delayed
+
+from mmpipe.io.dataset import Dataset
+from mmpipe.stats.folds import FoldPlan
+from mmpipe.stats.moments import Moments, merge, merge_all
+
+GroupKey = tuple[int, int]  # (fold group, presence bit pattern)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each modality (and the one-hot labels) sits in the joint vector z."""
+
+    names: tuple[str, ...]
+    """Modalities in z, in order."""
+    widths: tuple[int, ...]
+    """Their column counts."""
+    n_classes: int = 0
+    """Number of one-hot label columns at the end of z (0 without labels)."""
+
+    @property
+    def dim(self) -> int:
+        return sum(self.widths) + self.n_classes
+
+    def columns(self, name: str) -> np.ndarray:
+        i = self.names.index(name)
+        start = sum(self.widths[:i])
+        return np.arange(start, start + self.widths[i])
+
+    def label_columns(self) -> np.ndarray:
+        start = sum(self.widths)
+        return np.arange(start, start + self.n_classes)
+
+    def bit(self, name: str) -> int:
+        return 1 << self.names.index(name)
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What one block (or a merge of blocks) contributes."""
+
+    groups: dict[GroupKey, Moments]
+    nonfinite: np.ndarray  # (n_modalities,) count of NaN/inf among present values
+    rows: int
+
+
+@dataclass(frozen=True, eq=False)
+class PassStatistics:
+    """The result of the pass: statistics per (fold group, presence pattern)."""
+
+    layout: Layout
+    """Column layout of z."""
+    classes: np.ndarray | None
+    """Label values of the one-hot columns, in order (None without labels)."""
+    groups: dict[GroupKey, Moments]
+    """(fold group, presence pattern) -> Moments over z."""
+    nonfinite: dict[str, int]
+    """Per modality: NaN/inf values among rows where it is present (replaced by 0 in z)."""
+    n_rows: int
+    """Rows read."""
+
+    def moments(
+        self,
+        names: Sequence[str],
+        fold_groups: Iterable[int] | None = None,
+        *,
+        labels: bool = False,
+    ) -> Moments:
+        """Statistics of the columns of ``names`` (then the labels, if asked) over the rows of
+        ``fold_groups`` (all rows if None) where every one of ``names`` is present."""
+        need = sum(self.layout.bit(n) for n in names)
+        wanted = None if fold_groups is None else set(fold_groups)
+        parts = [
+            m
+            for (group, pattern), m in sorted(self.groups.items())
+            if (wanted is None or group in wanted) and (pattern & need) == need
+        ]
+        index = [self.layout.columns(n) for n in names]
+        if labels:
+            index.append(self.layout.label_columns())
+        columns = np.concatenate(index)
+        return merge_all((p.take(columns) for p in parts), dim=columns.size)
+
+    def rows_present(self, names: Sequence[str]) -> int:
+        """How many rows have every one of ``names`` present."""
+        need = sum(self.layout.bit(n) for n in names)
+        return sum(m.n for (_, pattern), m in self.groups.items() if (pattern & need) == need)
+
+
+def block_statistics(
+    blocks: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None],
+    labels: np.ndarray | None,
+    fold_groups: np.ndarray,
+    classes: np.ndarray | None,
+) -> BlockResult:
+    """Per-group statistics of one row block. Pure NumPy; runs inside a Dask task."""
+    rows = int(fold_groups.shape[0])
+    widths = [b.shape[1] for b in blocks]
+    n_classes = 0 if classes is None else int(classes.size)
+    z = np.empty((rows, sum(widths) + n_classes), dtype=np.float64)
+    pattern = np.zeros(rows, dtype=np.int64)
+    nonfinite = np.zeros(len(blocks), dtype=np.int64)
+    start = 0
+    for i, (block, mask) in enumerate(zip(blocks, masks, strict=True)):
+        part = z[:, start : start + widths[i]]
+        part[...] = block  # the one dtype conversion
+        present = np.ones(rows, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        bad = ~np.isfinite(part)
+        if bad.any():
+            nonfinite[i] = int(bad[present].sum())
+            part[bad] = 0.0
+        if mask is not None:
+            part[~present] = 0.0  # absent values never enter any statistic
+        pattern |= present.astype(np.int64) << i
+        start += widths[i]
+    if classes is not None and labels is not None:
+        z[:, start:] = 0.0
+        z[np.arange(rows), start + np.searchsorted(classes, labels)] = 1.0
+
+    # Sort rows by group so that each group's rows are one contiguous slice: the per-group
+    # Grams then partition the rows and cost one Gram of the block in total.
+    key = fold_groups.astype(np.int64) * (1 << len(blocks)) + pattern
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    if not np.all(order[1:] > order[:-1]):
+        z = z[order]
+    bounds = np.flatnonzero(np.diff(sorted_key)) + 1
+    starts = np.concatenate([[0], bounds])
+    stops = np.concatenate([bounds, [rows]])
+    groups: dict[GroupKey, Moments] = {}
+    shift = len(blocks)
+    for lo, hi in zip(starts, stops, strict=True):
+        k = int(sorted_key[lo])
+        groups[(k >> shift, k & ((1 << shift) - 1))] = Moments.from_rows(z[lo:hi])
+    return BlockResult(groups, nonfinite, rows)
+
+
+def merge_results(*parts: BlockResult) -> BlockResult:
+    groups: dict[GroupKey, Moments] = {}
+    for part in parts:
+        for key, m in part.groups.items():
+            groups[key] = merge(groups[key], m) if key in groups else m
+    nonfinite = np.sum([p.nonfinite for p in parts], axis=0)
+    return BlockResult(groups, nonfinite, sum(p.rows for p in parts))
+
+
+def statistics_graph(
+    ds: Dataset,
+    plan: FoldPlan,
+    names: Sequence[str],
+    classes: np.ndarray | None = None,
+    *,
+    split_every: int = 8,
+) -> Delayed:
+    """The lazy pass: one task per row block, then a tree of merges (fan-in ``split_every``)."""
+    chunks = (ds.row_chunks,)
+    mods = [ds.modalities[n].to_delayed().ravel() for n in names]
+    masks = [
+        ds.masks[n].to_delayed().ravel() if n in ds.masks else [None] * len(mods[0])
+        for n in names
+    ]
+    use_labels = classes is not None and ds.labels is not None
+    labels = ds.labels.to_delayed().ravel() if use_labels else [None] * len(mods[0])  # type: ignore[union-attr]
+    folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
+    task = delayed(block_statistics, pure=True)
+    parts: list[Delayed] = [
+        task(
+            [m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i],
+            classes if use_labels else None,
+        )
+        for i in range(len(folds))
+    ]
+    merge_task = delayed(merge_results, pure=True)
+    while len(parts) > 1:
+        parts = [merge_task(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def compute_statistics(
+    ds: Dataset,
+    plan: FoldPlan,
+    names: Sequence[str],
+    classes: np.ndarray | None = None,
+    *,
+    client: object | None = None,
+) -> PassStatistics:
+    """Run the pass (on ``client`` if given, else the current Dask scheduler)."""
+    graph = statistics_graph(ds, plan, names, classes)
+    if client is not None:
+        result: BlockResult = client.compute(graph).result()  # type: ignore[attr-defined]
+    else:
+        (result,) = dask.compute(graph)
+    layout = Layout(
+        tuple(names),
+        tuple(ds.widths[n] for n in names),
+        0 if classes is None else int(classes.size),
+    )
+    return PassStatistics(
+        layout=layout,
+        classes=classes,
+        groups=result.groups,
+        nonfinite={n: int(c) for n, c in zip(names, result.nonfinite, strict=True)},
+        n_rows=result.rows,
+    )
