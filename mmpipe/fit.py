@@ -227,19 +227,31 @@ def _components_for(config: FitConfig, name: str, width: int) -> int | float | N
     return spec
 
 
-def make_plan(ds: Dataset, config: FitConfig) -> tuple[FoldPlan, np.ndarray | None]:
-    """The fold plan (stratified when the dataset has labels) and the sorted class values.
+def read_labels(ds: Dataset, client: object | None = None) -> np.ndarray | None:
+    """The labels in memory (a small 1-D array), or None."""
+    if ds.labels is None:
+        return None
+    if client is not None:
+        return np.asarray(client.compute(ds.labels, sync=True))  # type: ignore[attr-defined]
+    return np.asarray(ds.labels.compute())
 
-    Reads the labels (a small array) before the pass: stratification needs all of them.
-    """
-    labels = None if ds.labels is None else np.asarray(ds.labels.compute())
-    classes = None if labels is None else np.unique(labels)
+
+def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> FoldPlan:
+    """The fold plan, stratified by ``labels`` when the dataset has them."""
     if config.holdout is not None:
         plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed)
     else:
         check_folds(ds, config.folds)
         plan = kfold_plan(ds.n_rows, config.folds, labels=labels, seed=config.seed)
-    return plan, classes
+    return plan
+
+
+def check_plan(ds: Dataset, plan: FoldPlan) -> None:
+    if plan.assignment.shape != (ds.n_rows,):
+        raise ConfigError(
+            f"The fold plan assigns {plan.assignment.shape[0]} rows but {ds.url!r} has "
+            f"{ds.n_rows}: build it for this dataset."
+        )
 
 
 def fingerprint(ds: Dataset, stats: PassStatistics) -> str:
@@ -295,12 +307,14 @@ def fit(
     client: object | None = None,
     storage_options: StorageOptions | None = None,
     results_storage_options: StorageOptions | None = None,
+    plan: FoldPlan | None = None,
 ) -> FitResult:
     """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
 
     Returns a :class:`FitResult`; with ``out`` the run is also written to that results store
     (see :mod:`mmpipe.io.results`). ``client`` is a ``distributed.Client``; without one the
-    current Dask scheduler is used.
+    current Dask scheduler is used. ``plan`` replaces the K-fold/hold-out plan with splits of
+    your own (:class:`~mmpipe.stats.folds.FoldPlan`).
     """
     config = FitConfig(
         pairs=None if pairs is None else tuple(
@@ -317,7 +331,7 @@ def fit(
         chunk_rows=chunk_rows,
     )
     return fit_config(dataset, config, out=out, client=client, storage_options=storage_options,
-                      results_storage_options=results_storage_options)
+                      results_storage_options=results_storage_options, plan=plan)
 
 
 def fit_config(
@@ -328,8 +342,9 @@ def fit_config(
     client: object | None = None,
     storage_options: StorageOptions | None = None,
     results_storage_options: StorageOptions | None = None,
+    plan: FoldPlan | None = None,
 ) -> FitResult:
-    """:func:`fit` with a ready :class:`FitConfig`."""
+    """:func:`fit` with a ready :class:`FitConfig` (and optionally a fold plan of your own)."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -348,9 +363,13 @@ def fit_config(
         check_writable(out, storage_options=results_storage_options)
     names = [n for n in ds.names if any(n in p for p in pair_list)]
     lap("open")
-    plan, classes = make_plan(ds, config)
+    labels = read_labels(ds, client)
+    if plan is None:
+        plan = make_plan(ds, config, labels)
+    check_plan(ds, plan)
     lap("plan")
-    stats = compute_statistics(ds, plan, names, classes, client=client)
+    stats = compute_statistics(ds, plan, names, labels, client=client)
+    classes = stats.classes
     lap("statistics_pass")
     bad = {n: c for n, c in stats.nonfinite.items() if c}
     if bad:

@@ -22,9 +22,10 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
+import zarr.abc.store
 
 from mmpipe.errors import DatasetError
-from mmpipe.io.storage import StorageOptions, open_group
+from mmpipe.io.storage import StorageOptions, describe_location, open_group
 
 MODALITIES = "modalities"
 LABELS = "labels"
@@ -121,7 +122,7 @@ def _default_row_chunk(store_rows: list[int], width: int, n: int) -> int:
 
 
 def open_dataset(
-    url: str | os.PathLike[str] | Dataset,
+    url: str | os.PathLike[str] | Dataset | zarr.abc.store.Store,
     *,
     storage_options: StorageOptions | None = None,
     chunk_rows: int | None = None,
@@ -133,8 +134,8 @@ def open_dataset(
     """
     if isinstance(url, Dataset):
         return url if chunk_rows is None else url.rechunk(chunk_rows)
-    text = os.fspath(url)
-    group = open_group(text, mode="r", storage_options=storage_options)
+    text = describe_location(url)
+    group = open_group(url, mode="r", storage_options=storage_options)
     members = dict(group.members())
 
     if MODALITIES not in members or not isinstance(members[MODALITIES], zarr.Group):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import zarr
+import zarr.abc.store
 import zarr.errors
 import zarr.storage
 
@@ -24,6 +25,13 @@ def is_remote(url: str | os.PathLike[str]) -> bool:
     """True for fsspec URLs with a protocol other than ``file``."""
     text = os.fspath(url)
     return "://" in text and not text.startswith("file://")
+
+
+def describe_location(url: str | os.PathLike[str] | zarr.abc.store.Store) -> str:
+    """A printable name for a location (path, URL, or store object)."""
+    if isinstance(url, zarr.abc.store.Store):
+        return str(url)
+    return os.fspath(url)
 
 
 def _check_backend(url: str) -> None:
@@ -61,7 +69,7 @@ def make_store(
 
 
 def open_group(
-    url: str | os.PathLike[str],
+    url: str | os.PathLike[str] | zarr.abc.store.Store,
     *,
     path: str = "",
     mode: Literal["r", "w", "a"] = "r",
@@ -70,14 +78,16 @@ def open_group(
     """Open the Zarr group at ``url`` (and ``path`` inside it).
 
     Raises StoreNotFoundError when there is no group there, naming the location.
+    ``url`` may also be a zarr Store object (e.g. a wrapper that counts reads).
     """
-    store = make_store(url, mode=mode, storage_options=storage_options)
+    store = (url if isinstance(url, zarr.abc.store.Store)
+             else make_store(url, mode=mode, storage_options=storage_options))
     try:
         if mode == "r":
             return zarr.open_group(store, path=path, mode="r")
         return zarr.open_group(store, path=path, mode=mode, zarr_format=3)
     except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.ContainsArrayError) as exc:
-        where = f"{os.fspath(url)!r}" + (f" at path {path!r}" if path else "")
+        where = f"{describe_location(url)!r}" + (f" at path {path!r}" if path else "")
         raise StoreNotFoundError(
             f"No Zarr group found in {where}: give the path of a dataset group "
             "(a folder holding zarr.json and modalities/)."

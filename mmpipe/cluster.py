@@ -1,0 +1,97 @@
+"""How a run gets its Dask client — the one place that decides.
+
+Precedence: a client passed by the caller > a scheduler address or scheduler file (argument,
+then the ``DASK_SCHEDULER_ADDRESS`` environment variable) > a LocalCluster started for the run.
+Clusters that mmpipe starts are closed when the run ends; clusters it connects to are left
+running. Dashboards are off unless asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mmpipe.errors import bad_parameter
+
+ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where a run computes."""
+
+    address: str | None = None
+    """Scheduler address of an existing cluster (tcp://host:port)."""
+    scheduler_file: str | None = None
+    """Scheduler file of an existing cluster (as written by `dask scheduler --scheduler-file`)."""
+    workers: int | None = None
+    """LocalCluster: worker processes (default: one per core)."""
+    threads_per_worker: int = 1
+    """LocalCluster: threads per worker (BLAS already uses the cores it is given)."""
+    memory_limit: str | float | None = "auto"
+    """LocalCluster: memory limit per worker ('auto', bytes, '4GiB', or None)."""
+    processes: bool = True
+    """LocalCluster: worker processes (True) or threads in this process (False)."""
+    dashboard: bool = False
+    """LocalCluster: serve the dashboard on a free port."""
+
+    def describe(self) -> str:
+        if self.address:
+            return f"existing cluster at {self.address}"
+        if self.scheduler_file:
+            return f"existing cluster from {self.scheduler_file}"
+        return (f"LocalCluster ({self.workers or os.cpu_count()} workers × "
+                f"{self.threads_per_worker} threads)")
+
+
+def resolve(spec: ClusterSpec | None = None) -> ClusterSpec:
+    """Fill the address from ``DASK_SCHEDULER_ADDRESS`` when nothing else says where."""
+    spec = spec or ClusterSpec()
+    if spec.workers is not None and spec.workers < 1:
+        raise bad_parameter("workers", "ClusterSpec", "an int >= 1", spec.workers)
+    if spec.threads_per_worker < 1:
+        raise bad_parameter("threads_per_worker", "ClusterSpec", "an int >= 1",
+                            spec.threads_per_worker)
+    if not spec.address and not spec.scheduler_file and os.environ.get(ADDRESS_ENV):
+        from dataclasses import replace
+
+        return replace(spec, address=os.environ[ADDRESS_ENV])
+    return spec
+
+
+@contextmanager
+def dask_client(spec: ClusterSpec | None = None, *, client: Any | None = None) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for a run; close what this call started."""
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    spec = resolve(spec)
+    if spec.address or spec.scheduler_file:
+        kwargs: dict[str, Any] = (
+            {"address": spec.address} if spec.address else {"scheduler_file": spec.scheduler_file}
+        )
+        connected = Client(**kwargs, set_as_default=False)
+        try:
+            yield connected
+        finally:
+            connected.close()
+        return
+    cluster = LocalCluster(
+        n_workers=spec.workers or os.cpu_count() or 1,
+        threads_per_worker=spec.threads_per_worker,
+        memory_limit=spec.memory_limit,
+        processes=spec.processes,
+        dashboard_address=":0" if spec.dashboard else None,
+        host="127.0.0.1",
+    )
+    local = Client(cluster, set_as_default=False)
+    try:
+        yield local
+    finally:
+        local.close()
+        cluster.close()

@@ -1,0 +1,62 @@
+"""A description of a dataset: what ``mmpipe inspect`` prints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import zarr
+
+from mmpipe.io.dataset import IDS, LABELS, MODALITIES, open_dataset
+from mmpipe.io.storage import StorageOptions, open_group
+
+
+def describe(url: str | os.PathLike[str], *,
+             storage_options: StorageOptions | None = None) -> dict[str, Any]:
+    """Validate the dataset and describe it as a JSON-ready dict.
+
+    Reads metadata, plus the labels and masks (1-D, small) for class counts and presence.
+    """
+    ds = open_dataset(url, storage_options=storage_options)
+    group = open_group(url, mode="r", storage_options=storage_options)
+
+    def node(path: str) -> zarr.Array:
+        arr = group[path]
+        assert isinstance(arr, zarr.Array)
+        return arr
+
+    modalities = {}
+    for name in ds.names:
+        arr = node(f"{MODALITIES}/{name}")
+        modalities[name] = {
+            "shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "chunks": list(arr.chunks),
+            "bytes": int(arr.nbytes),
+            "stored_bytes": int(arr.nbytes_stored()),
+        }
+    out: dict[str, Any] = {
+        "url": ds.url,
+        "rows": ds.n_rows,
+        "modalities": modalities,
+        "labels": None,
+        "ids": None,
+        "masks": {},
+    }
+    if ds.labels is not None:
+        values, counts = np.unique(np.asarray(ds.labels.compute()), return_counts=True)
+        out["labels"] = {
+            "dtype": str(node(LABELS).dtype),
+            "classes": len(values),
+            "counts": {str(v): int(c) for v, c in zip(values, counts, strict=True)},
+        }
+    if ds.ids is not None:
+        ids = node(IDS)
+        out["ids"] = {"dtype": str(ids.dtype), "first": np.asarray(ids[:3]).tolist()}
+    for name, mask in ds.masks.items():
+        present = int(mask.sum().compute())
+        out["masks"][name] = {"present": present, "present_fraction": present / ds.n_rows}
+    if "mmpipe_synth" in group.attrs:
+        out["synth"] = group.attrs["mmpipe_synth"]
+    return out

@@ -1,0 +1,160 @@
+"""The dataset contract: round trip and every validation error, by API and by CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+import mmpipe
+from mmpipe.cli import app
+from mmpipe.errors import DatasetError, MmpipeError, StoreNotFoundError
+from mmpipe.io.dataset import check_folds, open_dataset, write_dataset
+
+
+def test_round_trip_same_values_and_row_chunks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((103, 6)).astype(np.float32)
+    b = rng.standard_normal((103, 4))
+    labels = rng.integers(0, 3, 103)
+    mask = rng.random(103) > 0.2
+    url = write_dataset(tmp_path / "d.zarr", {"a": a, "b": b}, labels=labels,
+                        ids=np.arange(103), masks={"b": mask}, chunk_rows=20)
+    ds = open_dataset(url, chunk_rows=25)
+    np.testing.assert_array_equal(ds.modalities["a"].compute(), a)
+    np.testing.assert_array_equal(ds.modalities["b"].compute(), b)
+    np.testing.assert_array_equal(ds.labels.compute(), labels)
+    np.testing.assert_array_equal(ds.masks["b"].compute(), mask)
+    assert ds.modalities["a"].dtype == np.float32
+    for arr in [*ds.modalities.values(), ds.labels, ds.ids, ds.masks["b"]]:
+        assert arr.chunks[0] == (25, 25, 25, 25, 3)
+        assert all(len(c) == 1 for c in arr.chunks[1:])  # columns never split
+
+
+def test_store_chunks_split_across_columns_are_merged(tmp_path: Path) -> None:
+    g = zarr.open_group(tmp_path / "d.zarr", mode="w")
+    g.create_array("modalities/a", data=np.ones((40, 10)), chunks=(8, 3))
+    g.create_array("modalities/b", data=np.ones((40, 2)), chunks=(12, 2))
+    ds = open_dataset(tmp_path / "d.zarr")
+    assert ds.modalities["a"].chunks[1] == (10,)
+    # The default block is a multiple of both store row chunks (8 and 12): no chunk read twice.
+    assert ds.row_chunks[0] % 24 == 0 or ds.row_chunks == (40,)
+
+
+def _group(tmp_path: Path) -> zarr.Group:
+    return zarr.open_group(tmp_path / "bad.zarr", mode="w")
+
+
+BAD_CASES = {
+    "no_modalities": (lambda g: g.create_array("x", data=np.ones((4, 2))),
+                      "has no 'modalities' group"),
+    "one_modality": (lambda g: g.create_array("modalities/a", data=np.ones((4, 2))),
+                     "needs at least two"),
+    "not_2d": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2, 2))),
+                          g.create_array("modalities/b", data=np.ones((4, 2)))),
+               r"'modalities/a' has shape \(4, 2, 2\); each modality must be 2-D"),
+    "non_numeric": (lambda g: (g.create_array("modalities/a", data=np.array([["x"]] * 4)),
+                               g.create_array("modalities/b", data=np.ones((4, 2)))),
+                    "'modalities/a' has dtype .* not numeric: convert it to float32"),
+    "row_mismatch": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                                g.create_array("modalities/b", data=np.ones((5, 2)))),
+                     r"different row counts \(modalities/a: 4, modalities/b: 5\)"),
+    "labels_rows": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                               g.create_array("modalities/b", data=np.ones((4, 2))),
+                               g.create_array("labels", data=np.ones(3, dtype=int))),
+                    "'labels' has 3 rows but the modalities have 4"),
+    "labels_float": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                                g.create_array("modalities/b", data=np.ones((4, 2))),
+                                g.create_array("labels", data=np.ones(4))),
+                     "labels must be integer class indices"),
+    "ids_rows": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                            g.create_array("modalities/b", data=np.ones((4, 2))),
+                            g.create_array("ids", data=np.arange(6))),
+                 "'ids' has 6 rows"),
+    "mask_not_bool": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                                 g.create_array("modalities/b", data=np.ones((4, 2))),
+                                 g.create_array("masks/a", data=np.ones(4, dtype=np.int8))),
+                      "a mask must be boolean"),
+    "mask_rows": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                             g.create_array("modalities/b", data=np.ones((4, 2))),
+                             g.create_array("masks/a", data=np.ones(2, dtype=bool))),
+                  "'masks/a' has 2 rows"),
+    "mask_unknown": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
+                                g.create_array("modalities/b", data=np.ones((4, 2))),
+                                g.create_array("masks/c", data=np.ones(4, dtype=bool))),
+                     "'masks/c' names no modality"),
+}
+
+
+# Fixed-length strings (the non-numeric case) have no stable Zarr v3 spec yet; zarr warns.
+@pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificationWarning")
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_validation_errors_name_the_array(tmp_path: Path, case: str) -> None:
+    build, message = BAD_CASES[case]
+    build(_group(tmp_path))
+    with pytest.raises(DatasetError, match=message):
+        open_dataset(tmp_path / "bad.zarr")
+    # The CLI: exit code 2, the same message on stderr, no traceback.
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path / "bad.zarr")])
+    assert result.exit_code == 2
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_path_and_not_a_group(tmp_path: Path) -> None:
+    with pytest.raises(StoreNotFoundError, match="does not exist"):
+        open_dataset(tmp_path / "nope.zarr")
+    (tmp_path / "file.txt").write_text("hello")
+    with pytest.raises(StoreNotFoundError, match="No Zarr group found"):
+        open_dataset(tmp_path / "file.txt")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(StoreNotFoundError, match="No Zarr group found"):
+        open_dataset(tmp_path / "folder")
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "nope.zarr")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_fewer_rows_than_folds(tmp_path: Path) -> None:
+    url = write_dataset(tmp_path / "d.zarr", {"a": np.ones((3, 2)), "b": np.ones((3, 1))})
+    ds = open_dataset(url)
+    with pytest.raises(DatasetError, match="3 rows, fewer than the 5 folds"):
+        check_folds(ds, 5)
+    with pytest.raises(DatasetError, match="fewer than the 5 folds"):
+        mmpipe.fit(url, folds=5)
+    result = CliRunner().invoke(app, ["validate", url, "--folds", "5"])
+    assert result.exit_code == 2
+    assert "fewer than the 5 folds" in result.stderr
+
+
+def test_errors_share_one_base_and_builtins() -> None:
+    assert issubclass(DatasetError, MmpipeError)
+    assert issubclass(DatasetError, ValueError)
+    assert issubclass(StoreNotFoundError, FileNotFoundError)
+
+
+def test_inspect_json_and_table(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    url = write_dataset(tmp_path / "d.zarr", {"a": rng.random((50, 3)), "b": rng.random((50, 2))},
+                        labels=np.repeat([0, 1], 25), masks={"a": np.arange(50) % 5 != 0},
+                        ids=np.arange(50), chunk_rows=20)
+    runner = CliRunner()
+    result = runner.invoke(app, ["inspect", url, "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    info = json.loads(result.stdout)
+    assert info["rows"] == 50
+    assert info["modalities"]["a"]["shape"] == [50, 3]
+    assert info["modalities"]["a"]["chunks"] == [20, 3]
+    assert info["labels"]["counts"] == {"0": 25, "1": 25}
+    assert info["masks"]["a"]["present"] == 40
+    assert info["masks"]["a"]["present_fraction"] == pytest.approx(0.8)
+    assert info["ids"]["dtype"] == "int64"
+    table = runner.invoke(app, ["inspect", url])
+    assert table.exit_code == 0
+    assert "2 classes" in table.stdout
+    assert "80.0%" in table.stdout

@@ -1,0 +1,54 @@
+"""Fold plans: deterministic, balanced, stratified, independent of chunking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmpipe.errors import ConfigError
+from mmpipe.stats.folds import holdout_plan, kfold_plan
+
+
+def test_kfold_partitions_rows_evenly() -> None:
+    plan = kfold_plan(103, 5, seed=3)
+    sizes = np.bincount(plan.assignment)
+    assert sizes.sum() == 103
+    assert sizes.max() - sizes.min() <= 1
+    for s in range(5):
+        assert not np.any(plan.train_mask(s) & plan.validation_mask(s))
+        assert np.all(plan.train_mask(s) | plan.validation_mask(s))
+
+
+def test_kfold_stratified_by_class() -> None:
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    plan = kfold_plan(100, 5, labels=labels, seed=0)
+    for f in range(5):
+        counts = np.bincount(labels[plan.assignment == f], minlength=3)
+        np.testing.assert_array_equal(counts, [10, 6, 4])
+
+
+def test_same_seed_same_plan_other_seed_other_plan() -> None:
+    a = kfold_plan(200, 4, seed=7).assignment
+    assert np.array_equal(a, kfold_plan(200, 4, seed=7).assignment)
+    assert not np.array_equal(a, kfold_plan(200, 4, seed=8).assignment)
+
+
+def test_holdout_fraction_per_class() -> None:
+    labels = np.repeat([0, 1], [600, 400])
+    plan = holdout_plan(1000, 0.2, labels=labels, seed=1)
+    val = plan.validation_mask(0)
+    assert val.sum() == 200
+    assert np.bincount(labels[val]).tolist() == [120, 80]
+    assert plan.n_splits == 1
+
+
+@pytest.mark.parametrize("k", [1, 0, 200])
+def test_bad_folds(k: int) -> None:
+    with pytest.raises(ConfigError, match="'folds' parameter of kfold_plan must be an int"):
+        kfold_plan(500, k)
+
+
+@pytest.mark.parametrize("frac", [0.0, 1.0, -0.1, 1.5])
+def test_bad_holdout(frac: float) -> None:
+    with pytest.raises(ConfigError, match="'holdout' parameter"):
+        holdout_plan(100, frac)

@@ -1,0 +1,57 @@
+"""Chan merges equal the direct statistics, for any partition and any tree."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmpipe.stats.moments import Moments, gram, merge, merge_all
+
+
+def test_from_rows_matches_numpy() -> None:
+    z = np.random.default_rng(0).standard_normal((50, 4)) * 10 + 100
+    m = Moments.from_rows(z)
+    np.testing.assert_allclose(m.mean, z.mean(axis=0))
+    np.testing.assert_allclose(m.m2, (z - z.mean(0)).T @ (z - z.mean(0)), rtol=1e-12)
+    np.testing.assert_allclose(m.covariance(), np.cov(z, rowvar=False), rtol=1e-12)
+
+
+def test_gram_is_symmetric_syrk() -> None:
+    z = np.random.default_rng(1).standard_normal((30, 6))
+    np.testing.assert_allclose(gram(z), z.T @ z, rtol=1e-12)
+    assert np.array_equal(gram(z), gram(z).T)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=8),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_any_partition_merges_to_the_whole(cuts: list[int], seed: int) -> None:
+    z = np.random.default_rng(seed).standard_normal((80, 3)) * 5 + 7
+    bounds = sorted({0, 80, *cuts})
+    parts = [Moments.from_rows(z[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    whole = Moments.from_rows(z)
+    merged = merge_all(parts)
+    assert merged.n == 80
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-10, atol=1e-10)
+    # Sequential (left-fold) merging agrees with the balanced tree.
+    seq = Moments.empty(3)
+    for p in parts:
+        seq = merge(seq, p)
+    np.testing.assert_allclose(seq.m2, whole.m2, rtol=1e-10, atol=1e-10)
+
+
+def test_project_and_take() -> None:
+    z = np.random.default_rng(2).standard_normal((40, 5))
+    m = Moments.from_rows(z)
+    basis = np.random.default_rng(3).standard_normal((5, 2))
+    offset = np.arange(5.0)
+    direct = Moments.from_rows((z - offset) @ basis)
+    proj = m.project(offset, basis)
+    np.testing.assert_allclose(proj.mean, direct.mean, rtol=1e-12)
+    np.testing.assert_allclose(proj.m2, direct.m2, rtol=1e-10)
+    sub = m.take(np.array([3, 1]))
+    np.testing.assert_allclose(sub.m2, Moments.from_rows(z[:, [3, 1]]).m2, rtol=1e-12)
