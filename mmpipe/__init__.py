@@ -1,7 +1,7 @@
 """mmpipe: distributed batch pipeline for multimodal learning on chunked Zarr data.
 
-    >>> import mmpipe
-    >>> result = mmpipe.fit("dataset.zarr", components=32, folds=5, out="results.zarr")
+>>> import mmpipe
+>>> result = mmpipe.fit("dataset.zarr", components=32, folds=5, out="results.zarr")
 """
 
 from mmpipe.errors import MmpipeError

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
-from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -21,8 +18,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-example_app = typer.Typer(help="Write a real example dataset (no download needed).",
-                          no_args_is_help=True)
+example_app = typer.Typer(
+    help="Write a real example dataset (no download needed).", no_args_is_help=True
+)
 app.add_typer(example_app, name="example")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,9 +56,12 @@ def parse_options(items: list[str] | None, flag: str = "--storage-option") -> di
 
 StorageOpt = Annotated[
     list[str] | None,
-    typer.Option("--storage-option", "-S",
-                 help="fsspec option KEY=VALUE for remote stores (repeat), "
-                      "e.g. endpoint_url=http://127.0.0.1:9000"),
+    typer.Option(
+        "--storage-option",
+        "-S",
+        help="fsspec option KEY=VALUE for remote stores (repeat), "
+        "e.g. endpoint_url=http://127.0.0.1:9000",
+    ),
 ]
 
 
@@ -75,18 +76,23 @@ def _print_json(obj: Any) -> None:
 def synth(
     out: Annotated[str, typer.Argument(help="Where to write the dataset (path or URL).")],
     rows: Annotated[int, typer.Option("--rows", "-n", help="Number of samples.")] = 10_000,
-    modality: Annotated[list[str] | None, typer.Option(
-        "--modality", "-m", help="NAME=COLUMNS (repeat; at least two).")] = None,
+    modality: Annotated[
+        list[str] | None,
+        typer.Option("--modality", "-m", help="NAME=COLUMNS (repeat; at least two)."),
+    ] = None,
     classes: Annotated[int, typer.Option(help="Label classes (0: no labels).")] = 0,
     chunk_rows: Annotated[int, typer.Option(help="Rows per storage chunk.")] = 10_000,
     noise: Annotated[float, typer.Option(help="Noise standard deviation.")] = 0.5,
-    missing_fraction: Annotated[float, typer.Option(
-        help="Probability a modality is missing in a row (written as masks).")] = 0.0,
+    missing_fraction: Annotated[
+        float, typer.Option(help="Probability a modality is missing in a row (written as masks).")
+    ] = 0.0,
     latent_dim: Annotated[int, typer.Option(help="Shared latent factors.")] = 8,
     dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
     seed: Annotated[int, typer.Option(help="Seed; same seed, same data, any chunking.")] = 0,
-    address: Annotated[str | None, typer.Option(
-        help="Write on an existing Dask cluster (default: threads in this process).")] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Write on an existing Dask cluster (default: threads in this process)."),
+    ] = None,
     storage_option: StorageOpt = None,
 ) -> None:
     """Write a synthetic dataset with known latent structure (ground truth under truth/)."""
@@ -98,9 +104,17 @@ def synth(
         if not width.strip().isdigit():
             raise ConfigError(f"--modality {item!r} must be NAME=COLUMNS, e.g. image=512.")
         widths[name.strip()] = int(width)
-    spec = SynthSpec(rows=rows, modalities=widths, classes=classes, latent_dim=latent_dim,
-                     noise=noise, missing_fraction=missing_fraction, seed=seed, dtype=dtype,
-                     chunk_rows=chunk_rows)
+    spec = SynthSpec(
+        rows=rows,
+        modalities=widths,
+        classes=classes,
+        latent_dim=latent_dim,
+        noise=noise,
+        missing_fraction=missing_fraction,
+        seed=seed,
+        dtype=dtype,
+        chunk_rows=chunk_rows,
+    )
     options = parse_options(storage_option)
     if address:
         from mmpipe.cluster import ClusterSpec, dask_client
@@ -110,11 +124,6 @@ def synth(
     else:
         synthesize(out, spec, storage_options=options)
     typer.echo(f"wrote {rows} rows × {widths} to {out}")
-
-
-class Example(str, Enum):
-    mfeat = "mfeat"
-    digits = "digits"
 
 
 @example_app.command("mfeat")
@@ -165,9 +174,14 @@ def inspect(
     for col in ("modality", "shape", "dtype", "chunks", "size", "stored"):
         table.add_column(col)
     for name, m in info["modalities"].items():
-        table.add_row(name, " × ".join(map(str, m["shape"])), m["dtype"],
-                      " × ".join(map(str, m["chunks"])), _size(m["bytes"]),
-                      _size(m["stored_bytes"]))
+        table.add_row(
+            name,
+            " × ".join(map(str, m["shape"])),
+            m["dtype"],
+            " × ".join(map(str, m["chunks"])),
+            _size(m["bytes"]),
+            _size(m["stored_bytes"]),
+        )
     console.print(table)
     if info["labels"]:
         counts = ", ".join(f"{k}: {v}" for k, v in info["labels"]["counts"].items())
@@ -233,8 +247,9 @@ def parse_alphas(text: str | None) -> tuple[float, ...] | None:
     try:
         return tuple(float(a) for a in text.split(","))
     except ValueError:
-        raise ConfigError(f"--alphas {text!r} must be comma-separated numbers, e.g. 0.1,1,10.") \
-            from None
+        raise ConfigError(
+            f"--alphas {text!r} must be comma-separated numbers, e.g. 0.1,1,10."
+        ) from None
 
 
 @app.command()
@@ -242,26 +257,33 @@ def parse_alphas(text: str | None) -> tuple[float, ...] | None:
 def fit(
     store: Annotated[str, typer.Argument(help="Dataset path or URL.")],
     out: Annotated[str | None, typer.Option(help="Results store (path or URL).")] = None,
-    pair: Annotated[list[str] | None, typer.Option(
-        help="SOURCE:TARGET (repeat); default every ordered pair.")] = None,
-    components: Annotated[str | None, typer.Option(
-        help="PCA components: 32, 0.9 (variance), all, or image=64,text=0.9.")] = "32",
+    pair: Annotated[
+        list[str] | None, typer.Option(help="SOURCE:TARGET (repeat); default every ordered pair.")
+    ] = None,
+    components: Annotated[
+        str | None,
+        typer.Option(help="PCA components: 32, 0.9 (variance), all, or image=64,text=0.9."),
+    ] = "32",
     folds: Annotated[int, typer.Option(help="K-fold cross-validation.")] = 5,
-    holdout: Annotated[float | None, typer.Option(
-        help="Hold out this fraction instead of K-fold.")] = None,
+    holdout: Annotated[
+        float | None, typer.Option(help="Hold out this fraction instead of K-fold.")
+    ] = None,
     alphas: Annotated[str | None, typer.Option(help="Ridge α path, e.g. 0.1,1,10,100.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the fold assignment.")] = 0,
-    solver: Annotated[str, typer.Option(help="normal (one pass) or tsqr (check, 2 passes).")]
-    = "normal",
+    solver: Annotated[
+        str, typer.Option(help="normal (one pass) or tsqr (check, 2 passes).")
+    ] = "normal",
     chunk_rows: Annotated[int | None, typer.Option(help="Dask row block size.")] = None,
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes.")] = None,
     threads: Annotated[int, typer.Option(help="Threads per LocalCluster worker.")] = 1,
-    address: Annotated[str | None, typer.Option(
-        help="Scheduler address of an existing Dask cluster.")] = None,
-    scheduler_file: Annotated[str | None, typer.Option(help="Scheduler file of a cluster.")]
-    = None,
-    in_process: Annotated[bool, typer.Option(
-        "--in-process", help="No cluster: Dask threads in this process (small data).")] = False,
+    address: Annotated[
+        str | None, typer.Option(help="Scheduler address of an existing Dask cluster.")
+    ] = None,
+    scheduler_file: Annotated[str | None, typer.Option(help="Scheduler file of a cluster.")] = None,
+    in_process: Annotated[
+        bool,
+        typer.Option("--in-process", help="No cluster: Dask threads in this process (small data)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
@@ -274,16 +296,27 @@ def fit(
         raise ConfigError(f"--solver must be 'normal' or 'tsqr'. Got {solver!r}.")
     options = parse_options(storage_option)
     kwargs: dict[str, Any] = dict(
-        pairs=pair or None, components=parse_components(components), folds=folds,
-        holdout=holdout, alphas=parse_alphas(alphas) or DEFAULT_ALPHAS, seed=seed,
-        solver=solver, chunk_rows=chunk_rows, out=out, storage_options=options,
+        pairs=pair or None,
+        components=parse_components(components),
+        folds=folds,
+        holdout=holdout,
+        alphas=parse_alphas(alphas) or DEFAULT_ALPHAS,
+        seed=seed,
+        solver=solver,
+        chunk_rows=chunk_rows,
+        out=out,
+        storage_options=options,
         results_storage_options=options,
     )
     if in_process:
         result = mmpipe.fit(store, **kwargs)
     else:
-        spec = ClusterSpec(address=address, scheduler_file=scheduler_file, workers=workers,
-                           threads_per_worker=threads)
+        spec = ClusterSpec(
+            address=address,
+            scheduler_file=scheduler_file,
+            workers=workers,
+            threads_per_worker=threads,
+        )
         # Check the input before paying for a cluster.
         mmpipe.open_dataset(store, storage_options=options)
         with dask_client(spec) as client:
@@ -300,23 +333,39 @@ def print_fit(result: Any) -> None:
 
     console = Console()
     plan = result.plan.describe()
-    table = Table(title=f"{result.dataset}: {result.n_rows} rows, {plan['kind']} "
-                        f"({plan['n_splits']} split{'s' if plan['n_splits'] > 1 else ''})")
-    for col in ("source → target", "rows", "k", "α", "CV R²", "CV MSE", "Procrustes R²",
-                "CCA ρ₁ (val)"):
+    table = Table(
+        title=f"{result.dataset}: {result.n_rows} rows, {plan['kind']} "
+        f"({plan['n_splits']} split{'s' if plan['n_splits'] > 1 else ''})"
+    )
+    for col in (
+        "source → target",
+        "rows",
+        "k",
+        "α",
+        "CV R²",
+        "CV MSE",
+        "Procrustes R²",
+        "CCA ρ₁ (val)",
+    ):
         table.add_column(col, justify="right")
     for p in result.pairs:
         s = p.summary()
         r2 = p.r2[:, p.alpha_index]
         table.add_row(
-            f"{p.source} → {p.target}", str(p.rows), "{}→{}".format(*s["components"]),
-            f"{p.alpha:g}", f"{r2.mean():.4f} ± {r2.std():.4f}", f"{s['cv']['mse']:.4g}",
+            f"{p.source} → {p.target}",
+            str(p.rows),
+            "{}→{}".format(*s["components"]),
+            f"{p.alpha:g}",
+            f"{r2.mean():.4f} ± {r2.std():.4f}",
+            f"{s['cv']['mse']:.4g}",
             f"{s['procrustes']['r2']:.4f}",
             f"{s['cca_validation'][0]:.3f}" if s["cca_validation"] else "-",
         )
     console.print(table)
-    console.print(f"run {result.run_id}" + (f" written to {result.results}" if result.results
-                                             else " (not written: no --out)"))
+    console.print(
+        f"run {result.run_id}"
+        + (f" written to {result.results}" if result.results else " (not written: no --out)")
+    )
 
 
 @app.command()
@@ -337,4 +386,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -43,8 +43,10 @@ class ClusterSpec:
             return f"existing cluster at {self.address}"
         if self.scheduler_file:
             return f"existing cluster from {self.scheduler_file}"
-        return (f"LocalCluster ({self.workers or os.cpu_count()} workers × "
-                f"{self.threads_per_worker} threads)")
+        return (
+            f"LocalCluster ({self.workers or os.cpu_count()} workers × "
+            f"{self.threads_per_worker} threads)"
+        )
 
 
 def resolve(spec: ClusterSpec | None = None) -> ClusterSpec:
@@ -53,8 +55,9 @@ def resolve(spec: ClusterSpec | None = None) -> ClusterSpec:
     if spec.workers is not None and spec.workers < 1:
         raise bad_parameter("workers", "ClusterSpec", "an int >= 1", spec.workers)
     if spec.threads_per_worker < 1:
-        raise bad_parameter("threads_per_worker", "ClusterSpec", "an int >= 1",
-                            spec.threads_per_worker)
+        raise bad_parameter(
+            "threads_per_worker", "ClusterSpec", "an int >= 1", spec.threads_per_worker
+        )
     if not spec.address and not spec.scheduler_file and os.environ.get(ADDRESS_ENV):
         from dataclasses import replace
 

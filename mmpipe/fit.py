@@ -40,7 +40,7 @@ class FitConfig:
 
     pairs: tuple[tuple[str, str], ...] | None = None
     """Directed (source, target) pairs; None = every ordered pair of modalities."""
-    components: int | float | None | dict[str, int | float | None] = DEFAULT_COMPONENTS
+    components: int | float | dict[str, int | float | None] | None = DEFAULT_COMPONENTS
     """PCA components per modality: a count (capped at the width), a variance fraction in (0, 1),
     None for all, or a dict per modality name."""
     folds: int = 5
@@ -122,8 +122,10 @@ class PairResult:
             "rows": self.rows,
             "rows_dropped": self.rows_dropped,
             "alpha": self.alpha,
-            "components": [self.models.source_pca.n_components_,
-                           self.models.target_pca.n_components_],
+            "components": [
+                self.models.source_pca.n_components_,
+                self.models.target_pca.n_components_,
+            ],
             "cv": {
                 "r2": float(self.r2[:, i].mean()),
                 "mse": float(self.mse[:, i].mean()),
@@ -131,8 +133,10 @@ class PairResult:
                 "mse_folds": self.mse[:, i].tolist(),
             },
             "r2_by_alpha": self.r2.mean(axis=0).tolist(),
-            "procrustes": {"r2": float(self.procrustes_r2.mean()),
-                           "mse": float(self.procrustes_mse.mean())},
+            "procrustes": {
+                "r2": float(self.procrustes_r2.mean()),
+                "mse": float(self.procrustes_mse.mean()),
+            },
             "cca": self.models.cca.correlations_.tolist(),
             "cca_validation": np.nanmean(self.cca_correlations, axis=0).tolist(),
         }
@@ -221,8 +225,7 @@ def _components_for(config: FitConfig, name: str, width: int) -> int | float | N
         spec = spec[name]
     if isinstance(spec, int) and not isinstance(spec, bool):
         if spec < 1:
-            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None",
-                                spec)
+            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
         return min(spec, width)
     return spec
 
@@ -283,11 +286,12 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
             )
     for name, width in ds.widths.items():
         spec = _components_for(config, name, width)
-        if spec is not None and not isinstance(spec, int) and not (
-            isinstance(spec, float) and 0.0 < spec < 1.0
+        if (
+            spec is not None
+            and not isinstance(spec, int)
+            and not (isinstance(spec, float) and 0.0 < spec < 1.0)
         ):
-            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None",
-                                spec)
+            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
     return parse_pairs(config.pairs, ds.names)
 
 
@@ -317,7 +321,9 @@ def fit(
     your own (:class:`~mmpipe.stats.folds.FoldPlan`).
     """
     config = FitConfig(
-        pairs=None if pairs is None else tuple(
+        pairs=None
+        if pairs is None
+        else tuple(
             tuple(p.split(":")) if isinstance(p, str) else tuple(p)  # type: ignore[misc]
             for p in pairs
         ),
@@ -330,8 +336,15 @@ def fit(
         cca_reg=cca_reg,
         chunk_rows=chunk_rows,
     )
-    return fit_config(dataset, config, out=out, client=client, storage_options=storage_options,
-                      results_storage_options=results_storage_options, plan=plan)
+    return fit_config(
+        dataset,
+        config,
+        out=out,
+        client=client,
+        storage_options=storage_options,
+        results_storage_options=results_storage_options,
+        plan=plan,
+    )
 
 
 def fit_config(
@@ -382,9 +395,17 @@ def fit_config(
     lap("models")
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     fitted = FitResult(
-        config=config, dataset=ds.url, n_rows=ds.n_rows, plan=plan,
-        modalities=result[0], pairs=result[1], fingerprint=fingerprint(ds, stats),
-        timings=timings, run_id=run_id, started=started, classes=classes,
+        config=config,
+        dataset=ds.url,
+        n_rows=ds.n_rows,
+        plan=plan,
+        modalities=result[0],
+        pairs=result[1],
+        fingerprint=fingerprint(ds, stats),
+        timings=timings,
+        run_id=run_id,
+        started=started,
+        classes=classes,
     )
     if out is None:
         return fitted
@@ -396,8 +417,14 @@ def fit_config(
 
 
 def _derive(
-    ds: Dataset, config: FitConfig, pair_list: Sequence[tuple[str, str]], names: Sequence[str],
-    plan: FoldPlan, stats: PassStatistics, classes: np.ndarray | None, client: object | None,
+    ds: Dataset,
+    config: FitConfig,
+    pair_list: Sequence[tuple[str, str]],
+    names: Sequence[str],
+    plan: FoldPlan,
+    stats: PassStatistics,
+    classes: np.ndarray | None,
+    client: object | None,
 ) -> tuple[dict[str, ModalityResult], list[PairResult]]:
     """Every model and metric from the statistics (plus the TSQR pass when asked)."""
     widths = ds.widths
@@ -408,7 +435,10 @@ def _derive(
         full = stats.moments([name])
         pca = StandardPCA(comps[name]).fit_moments(full)
         modalities[name] = ModalityResult(
-            name=name, rows=full.n, pca=pca, nonfinite=stats.nonfinite[name],
+            name=name,
+            rows=full.n,
+            pca=pca,
+            nonfinite=stats.nonfinite[name],
             zero_variance_columns=pca.zero_variance_columns_,
         )
 
@@ -419,8 +449,11 @@ def _derive(
     def pca_for(split: int | None, name: str, pair: tuple[str, str], raw: Any) -> StandardPCA:
         key = (split, name, frozenset(n for n in pair if n in ds.masks))
         if key not in pca_cache:
-            cols = np.arange(widths[pair[0]]) if name == pair[0] else np.arange(
-                widths[pair[0]], raw.dim)
+            cols = (
+                np.arange(widths[pair[0]])
+                if name == pair[0]
+                else np.arange(widths[pair[0]], raw.dim)
+            )
             pca_cache[key] = StandardPCA(comps[name]).fit_moments(raw.take(cols))
         return pca_cache[key]
 
@@ -433,8 +466,12 @@ def _derive(
                 "present; check masks/ or use fewer folds."
             )
         return fit_pair(
-            raw, widths[pair[0]], source_components=comps[pair[0]],
-            target_components=comps[pair[1]], alphas=config.alphas, cca_reg=config.cca_reg,
+            raw,
+            widths[pair[0]],
+            source_components=comps[pair[0]],
+            target_components=comps[pair[1]],
+            alphas=config.alphas,
+            cca_reg=config.cca_reg,
             source_pca=pca_for(split, pair[0], pair, raw),
             target_pca=pca_for(split, pair[1], pair, raw),
         )
@@ -444,7 +481,9 @@ def _derive(
     if config.solver == "tsqr":
         from mmpipe.models.tsqr import tsqr_ridge
 
-        jobs = [(p[0], p[1], s, m) for (s, p), m in split_models.items()]
+        jobs: list[tuple[str, str, int | None, PairModels]] = [
+            (p[0], p[1], s, m) for (s, p), m in split_models.items()
+        ]
         jobs += [(p[0], p[1], None, m) for p, m in final_models.items()]
         coefs = tsqr_ridge(ds, plan, jobs, config.alphas, client=client)
         for (_, _, _, m), coef in zip(jobs, coefs, strict=True):
@@ -464,14 +503,22 @@ def _derive(
         cca = np.full((len(scores), width), np.nan)
         for i, sc in enumerate(scores):
             cca[i, : sc.cca_correlations.size] = sc.cca_correlations
-        pairs.append(PairResult(
-            source=pair[0], target=pair[1], rows=rows, rows_dropped=stats.n_rows - rows,
-            alphas=np.asarray(config.alphas), r2=r2, mse=np.stack([sc.mse for sc in scores]),
-            procrustes_r2=np.array([sc.procrustes_r2 for sc in scores]),
-            procrustes_mse=np.array([sc.procrustes_mse for sc in scores]),
-            cca_correlations=cca, alpha_index=int(np.argmax(r2.mean(axis=0))),
-            models=final_models[pair],
-        ))
+        pairs.append(
+            PairResult(
+                source=pair[0],
+                target=pair[1],
+                rows=rows,
+                rows_dropped=stats.n_rows - rows,
+                alphas=np.asarray(config.alphas),
+                r2=r2,
+                mse=np.stack([sc.mse for sc in scores]),
+                procrustes_r2=np.array([sc.procrustes_r2 for sc in scores]),
+                procrustes_mse=np.array([sc.procrustes_mse for sc in scores]),
+                cca_correlations=cca,
+                alpha_index=int(np.argmax(r2.mean(axis=0))),
+                models=final_models[pair],
+            )
+        )
     return modalities, pairs
 
 

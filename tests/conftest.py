@@ -7,17 +7,18 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
-from mmpipe.io.dataset import write_dataset  # noqa: E402
+from mmpipe.io.dataset import write_dataset
 
 
-def make_views(n: int = 240, widths: tuple[int, ...] = (7, 5, 4), *, seed: int = 0,
-               classes: int = 3) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def make_views(
+    n: int = 240, widths: tuple[int, ...] = (7, 5, 4), *, seed: int = 0, classes: int = 3
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Correlated views of n rows from shared latent factors, plus labels."""
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, 3))
@@ -37,8 +38,9 @@ def small_views() -> tuple[dict[str, np.ndarray], np.ndarray]:
 @pytest.fixture
 def small_store(tmp_path: Path, small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> str:
     views, labels = small_views
-    return write_dataset(tmp_path / "small.zarr", views, labels=labels, chunk_rows=50,
-                         ids=np.arange(labels.size))
+    return write_dataset(
+        tmp_path / "small.zarr", views, labels=labels, chunk_rows=50, ids=np.arange(labels.size)
+    )
 
 
 @pytest.fixture(scope="session")

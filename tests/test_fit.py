@@ -19,6 +19,7 @@ from mmpipe.fit import FitResult
 from mmpipe.io.dataset import write_dataset
 from mmpipe.stats.folds import FoldPlan
 
+Views = tuple[dict[str, np.ndarray], np.ndarray]
 ALPHAS = (0.0, 0.5, 5.0, 50.0)
 
 
@@ -34,12 +35,12 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture
 def fitted(small_store: str) -> FitResult:
-    return mmpipe.fit(small_store, components={"m0": 4, "m1": 3, "m2": 3}, alphas=ALPHAS,
-                      folds=5, seed=11)
+    return mmpipe.fit(
+        small_store, components={"m0": 4, "m1": 3, "m2": 3}, alphas=ALPHAS, folds=5, seed=11
+    )
 
 
-def test_oracle_every_fold_pair_alpha(fitted: FitResult,
-                                      small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_oracle_every_fold_pair_alpha(fitted: FitResult, small_views: Views) -> None:
     views, _ = small_views
     k = {"m0": 4, "m1": 3, "m2": 3}
     assert len(fitted.pairs) == 6  # every directed pair of 3 modalities
@@ -52,12 +53,12 @@ def test_oracle_every_fold_pair_alpha(fitted: FitResult,
             for a, alpha in enumerate(ALPHAS):
                 pred = Ridge(alpha=alpha, solver="svd").fit(ts_tr, tt_tr).predict(ts_va)
                 assert pair.r2[split, a] == pytest.approx(r2_score(tt_va, pred), rel=1e-6)
-                assert pair.mse[split, a] == pytest.approx(mean_squared_error(tt_va, pred),
-                                                           rel=1e-6)
+                assert pair.mse[split, a] == pytest.approx(
+                    mean_squared_error(tt_va, pred), rel=1e-6
+                )
 
 
-def test_oracle_final_models(fitted: FitResult,
-                             small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_oracle_final_models(fitted: FitResult, small_views: Views) -> None:
     views, _ = small_views
     pair = fitted.pair("m0", "m1")
     scaler, pca, (ts,) = sk_scores(views["m0"], [], 4)
@@ -78,8 +79,7 @@ def test_oracle_final_models(fitted: FitResult,
     assert fitted.modalities["m0"].pca.n_components_ == 4
 
 
-def test_procrustes_matches_scipy(small_store: str,
-                                  small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_procrustes_matches_scipy(small_store: str, small_views: Views) -> None:
     views, _ = small_views
     result = mmpipe.fit(small_store, pairs=["m1:m2"], components=3, alphas=(1.0,))
     _, _, (ts,) = sk_scores(views["m1"], [], 3)
@@ -88,12 +88,12 @@ def test_procrustes_matches_scipy(small_store: str,
     np.testing.assert_allclose(result.pairs[0].models.procrustes.coef_, r, atol=1e-8)
 
 
-def test_cca_matches_whitening_svd(small_store: str,
-                                   small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_cca_matches_whitening_svd(small_store: str, small_views: Views) -> None:
     views, _ = small_views
     reg = 0.01
-    result = mmpipe.fit(small_store, pairs=["m0:m1"], components={"m0": 4, "m1": 3},
-                        alphas=(1.0,), cca_reg=reg)
+    result = mmpipe.fit(
+        small_store, pairs=["m0:m1"], components={"m0": 4, "m1": 3}, alphas=(1.0,), cca_reg=reg
+    )
     cca = result.pairs[0].models.cca
     _, _, (ts,) = sk_scores(views["m0"], [], 4)
     _, _, (tt,) = sk_scores(views["m1"], [], 3)
@@ -116,54 +116,61 @@ def test_cca_matches_whitening_svd(small_store: str,
     assert np.all(np.asarray(corr) >= cca.correlations_ - 1e-6)
 
 
-def test_variance_fraction_components(small_store: str,
-                                      small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_variance_fraction_components(small_store: str, small_views: Views) -> None:
     views, _ = small_views
     result = mmpipe.fit(small_store, pairs=["m0:m1"], components=0.8, alphas=(1.0,))
     sk = PCA(n_components=0.8, svd_solver="covariance_eigh").fit(
-        StandardScaler().fit_transform(views["m0"]))
+        StandardScaler().fit_transform(views["m0"])
+    )
     assert result.modalities["m0"].pca.n_components_ == sk.n_components_
 
 
 def summary_numbers(result: FitResult) -> np.ndarray:
     parts = []
     for p in result.pairs:
-        parts += [p.r2.ravel(), p.mse.ravel(), p.models.ridge.coef_.ravel(),
-                  p.procrustes_r2, np.nan_to_num(p.cca_correlations.ravel()),
-                  p.models.cca.correlations_]
+        parts += [
+            p.r2.ravel(),
+            p.mse.ravel(),
+            p.models.ridge.coef_.ravel(),
+            p.procrustes_r2,
+            np.nan_to_num(p.cca_correlations.ravel()),
+            p.models.cca.correlations_,
+        ]
     return np.concatenate(parts)
 
 
 @pytest.mark.parametrize("chunk_rows", [17, 64, 240])
 def test_independent_of_chunking(small_store: str, chunk_rows: int) -> None:
     ref = summary_numbers(mmpipe.fit(small_store, components=3, alphas=ALPHAS, chunk_rows=240))
-    got = summary_numbers(mmpipe.fit(small_store, components=3, alphas=ALPHAS,
-                                     chunk_rows=chunk_rows))
+    got = summary_numbers(
+        mmpipe.fit(small_store, components=3, alphas=ALPHAS, chunk_rows=chunk_rows)
+    )
     assert rel(got, ref) < 1e-10
 
 
 @pytest.mark.slow
 def test_independent_of_worker_count(small_store: str, local_client: Any) -> None:
     ref = summary_numbers(mmpipe.fit(small_store, components=3, alphas=ALPHAS, chunk_rows=30))
-    got = summary_numbers(mmpipe.fit(small_store, components=3, alphas=ALPHAS, chunk_rows=30,
-                                     client=local_client))
+    got = summary_numbers(
+        mmpipe.fit(small_store, components=3, alphas=ALPHAS, chunk_rows=30, client=local_client)
+    )
     assert rel(got, ref) < 1e-10
 
 
-def test_masked_rows_equal_dropped_rows(tmp_path: Path,
-                                        small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_masked_rows_equal_dropped_rows(tmp_path: Path, small_views: Views) -> None:
     views, labels = small_views
     rng = np.random.default_rng(5)
     present = rng.random(labels.size) > 0.25
     garbage = {k: v.copy() for k, v in views.items()}
     garbage["m1"][~present] = np.nan  # absent values must never be read into a statistic
-    masked = write_dataset(tmp_path / "masked.zarr", garbage, masks={"m1": present},
-                           chunk_rows=40)
-    dropped = write_dataset(tmp_path / "dropped.zarr",
-                            {k: v[present] for k, v in views.items()}, chunk_rows=40)
+    masked = write_dataset(tmp_path / "masked.zarr", garbage, masks={"m1": present}, chunk_rows=40)
+    dropped = write_dataset(
+        tmp_path / "dropped.zarr", {k: v[present] for k, v in views.items()}, chunk_rows=40
+    )
     plan = mmpipe.stats.kfold_plan(labels.size, 4, seed=2)
-    sub = FoldPlan(plan.kind, plan.assignment[present], plan.n_groups, plan.splits, plan.seed,
-                   plan.stratified)
+    sub = FoldPlan(
+        plan.kind, plan.assignment[present], plan.n_groups, plan.splits, plan.seed, plan.stratified
+    )
     kw: dict[str, Any] = dict(pairs=["m0:m1", "m2:m1"], components=3, alphas=ALPHAS)
     a = mmpipe.fit(masked, plan=plan, **kw)
     b = mmpipe.fit(dropped, plan=sub, **kw)
@@ -226,7 +233,7 @@ def test_bad_parameters(small_store: str, kwargs: dict[str, Any], message: str |
         mmpipe.fit(small_store, **kwargs)
 
 
-def test_holdout(small_store: str, small_views: tuple[dict[str, np.ndarray], np.ndarray]) -> None:
+def test_holdout(small_store: str, small_views: Views) -> None:
     views, _ = small_views
     result = mmpipe.fit(small_store, pairs=["m0:m1"], holdout=0.25, components=3, alphas=(1.0,))
     assert result.plan.n_splits == 1

@@ -84,7 +84,7 @@ def _regular_chunks(n: int, size: int) -> tuple[int, ...]:
 
 def _with_row_chunks(ds: Dataset, rows: tuple[int, ...]) -> Dataset:
     def rows_only(arr: da.Array) -> da.Array:
-        return arr.rechunk((rows,) + tuple(-1 for _ in arr.shape[1:]))
+        return arr.rechunk((rows, *(-1 for _ in arr.shape[1:])))
 
     return Dataset(
         url=ds.url,
@@ -103,7 +103,9 @@ def _is_numeric(dtype: np.dtype[Any]) -> bool:
 
 def _check_vector(arr: zarr.Array, path: str, n: int, *, kinds: str | None, what: str) -> None:
     if arr.ndim != 1:
-        raise DatasetError(f"{path!r} has shape {arr.shape}; it must be 1-D with one entry per row.")
+        raise DatasetError(
+            f"{path!r} has shape {arr.shape}; it must be 1-D with one entry per row."
+        )
     if arr.shape[0] != n:
         raise DatasetError(
             f"{path!r} has {arr.shape[0]} rows but the modalities have {n}: "
@@ -144,7 +146,9 @@ def open_dataset(
             f"{MODALITIES}/<name> (rows × features)."
         )
     raw: dict[str, zarr.Array] = {}
-    for name, node in sorted(members[MODALITIES].members()):
+    modality_group = members[MODALITIES]
+    assert isinstance(modality_group, zarr.Group)
+    for name, node in sorted(modality_group.members()):
         path = f"{MODALITIES}/{name}"
         if not isinstance(node, zarr.Array):
             raise DatasetError(f"{path!r} is a group; each modality must be a 2-D array.")
@@ -182,7 +186,10 @@ def open_dataset(
         if not isinstance(labels, zarr.Array):
             raise DatasetError(f"{LABELS!r} in {text!r} must be an array, not a group.")
         _check_vector(
-            labels, LABELS, n, kinds="iu",
+            labels,
+            LABELS,
+            n,
+            kinds="iu",
             what="labels must be integer class indices: store them as int32 or int64",
         )
     ids = members.get(IDS)
@@ -192,9 +199,10 @@ def open_dataset(
         _check_vector(ids, IDS, n, kinds=None, what="")
     masks: dict[str, zarr.Array] = {}
     if MASKS in members:
-        if not isinstance(members[MASKS], zarr.Group):
+        mask_group = members[MASKS]
+        if not isinstance(mask_group, zarr.Group):
             raise DatasetError(f"{MASKS!r} in {text!r} must be a group of 1-D bool arrays.")
-        for name, node in sorted(members[MASKS].members()):
+        for name, node in sorted(mask_group.members()):
             path = f"{MASKS}/{name}"
             if name not in raw:
                 raise DatasetError(
@@ -204,7 +212,10 @@ def open_dataset(
             if not isinstance(node, zarr.Array):
                 raise DatasetError(f"{path!r} must be an array.")
             _check_vector(
-                node, path, n, kinds="b",
+                node,
+                path,
+                n,
+                kinds="b",
                 what="a mask must be boolean (True where the modality is present)",
             )
             masks[name] = node
@@ -253,7 +264,9 @@ def write_dataset(
     for name, values in modalities.items():
         arr = np.asarray(values)
         mods.create_array(
-            name, data=arr, chunks=(min(chunk_rows, arr.shape[0]), arr.shape[1]),
+            name,
+            data=arr,
+            chunks=(min(chunk_rows, arr.shape[0]), arr.shape[1]),
             dimension_names=["row", f"{name}_feature"],
         )
 

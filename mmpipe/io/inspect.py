@@ -12,8 +12,9 @@ from mmpipe.io.dataset import IDS, LABELS, MODALITIES, open_dataset
 from mmpipe.io.storage import StorageOptions, open_group
 
 
-def describe(url: str | os.PathLike[str], *,
-             storage_options: StorageOptions | None = None) -> dict[str, Any]:
+def describe(
+    url: str | os.PathLike[str], *, storage_options: StorageOptions | None = None
+) -> dict[str, Any]:
     """Validate the dataset and describe it as a JSON-ready dict.
 
     Reads metadata, plus the labels and masks (1-D, small) for class counts and presence.

@@ -61,8 +61,10 @@ def check_writable(url: str | os.PathLike[str], *, storage_options: StorageOptio
             raise ResultsError(
                 f"Results location {text!r}: the parent folder {parent!r} does not exist."
             )
-        if os.path.isdir(path) and os.listdir(path) and not os.path.exists(
-            os.path.join(path, "zarr.json")
+        if (
+            os.path.isdir(path)
+            and os.listdir(path)
+            and not os.path.exists(os.path.join(path, "zarr.json"))
         ):
             raise ResultsError(
                 f"Results location {text!r} is a non-empty folder that is not a Zarr group; "
@@ -79,7 +81,10 @@ def _json(value: Any) -> Any:
 def _array(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> None:
     data = np.asarray(data)
     group.create_array(
-        name, data=data, chunks=data.shape if data.size else None, dimension_names=dims,
+        name,
+        data=data,
+        chunks=data.shape if data.size else "auto",
+        dimension_names=dims,
         overwrite=True,
     )
 
@@ -109,29 +114,37 @@ def write_run(
     check_writable(text, storage_options=storage_options)
     root = open_group(text, mode="a", storage_options=storage_options)
     run = root.require_group(RUNS).create_group(result.run_id)
-    run.attrs.update(_json({
-        "status": STATUS_RUNNING,
-        "run_id": result.run_id,
-        "dataset": result.dataset,
-        "started": result.started,
-        "config": result.config.to_json(),
-        "versions": versions(),
-        "fingerprint": result.fingerprint,
-        "plan": result.plan.describe(),
-        "rows": result.n_rows,
-    }))
+    run.attrs.update(
+        _json(
+            {
+                "status": STATUS_RUNNING,
+                "run_id": result.run_id,
+                "dataset": result.dataset,
+                "started": result.started,
+                "config": result.config.to_json(),
+                "versions": versions(),
+                "fingerprint": result.fingerprint,
+                "plan": result.plan.describe(),
+                "rows": result.n_rows,
+            }
+        )
+    )
     try:
         _write_body(run, result)
         location = f"{text.rstrip('/')}/{RUNS}/{result.run_id}"
         done = replace(result, results=location)
-        run.attrs.update(_json({
-            "summary": done.summary(),
-            "timings": done.timings,
-            "classes": None if done.classes is None else done.classes.tolist(),
-        }))
+        run.attrs.update(
+            _json(
+                {
+                    "summary": done.summary(),
+                    "timings": done.timings,
+                    "classes": None if done.classes is None else done.classes.tolist(),
+                }
+            )
+        )
         # The last step: mark complete, then list the run at the top of the store.
         run.attrs["status"] = STATUS_COMPLETE
-        runs = list(root.attrs.get("mmpipe_runs", []))
+        runs = list(root.attrs.get("mmpipe_runs", []))  # type: ignore[arg-type]
         root.attrs.update({"mmpipe_runs": [*runs, result.run_id], "latest": result.run_id})
         return done
     except BaseException as exc:
@@ -144,14 +157,24 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
     mods = run.create_group("modalities")
     for name, m in result.modalities.items():
         g = mods.create_group(name)
-        g.attrs.update(_json({"rows": m.rows,
-                              "zero_variance_columns": m.zero_variance_columns.tolist()}))
+        g.attrs.update(
+            _json({"rows": m.rows, "zero_variance_columns": m.zero_variance_columns.tolist()})
+        )
         _write_pca(g, "", m.pca, "feature", "component")
     pairs = run.create_group("pairs")
     for p in result.pairs:
         g = pairs.create_group(pair_key(p.source, p.target))
-        g.attrs.update(_json({"source": p.source, "target": p.target, "alpha": p.alpha,
-                              "rows": p.rows, "rows_dropped": p.rows_dropped}))
+        g.attrs.update(
+            _json(
+                {
+                    "source": p.source,
+                    "target": p.target,
+                    "alpha": p.alpha,
+                    "rows": p.rows,
+                    "rows_dropped": p.rows_dropped,
+                }
+            )
+        )
         ms = p.models
         _array(g, "alphas", p.alphas, ["alpha"])
         _array(g, "coef", ms.ridge.coef_, ["alpha", "source_component", "target_component"])
@@ -185,20 +208,21 @@ def list_runs(
 
 
 def read_run(
-    url: str | os.PathLike[str], run_id: str | None = None, *,
-    storage_options: StorageOptions | None = None, allow_incomplete: bool = False,
+    url: str | os.PathLike[str],
+    run_id: str | None = None,
+    *,
+    storage_options: StorageOptions | None = None,
+    allow_incomplete: bool = False,
 ) -> zarr.Group:
     """The group of a run (the latest complete one by default). Refuses incomplete runs."""
     root = open_group(url, mode="r", storage_options=storage_options)
-    run_id = run_id or dict(root.attrs).get("latest")
+    run_id = run_id or str(dict(root.attrs).get("latest") or "") or None
     if run_id is None:
         raise StoreNotFoundError(f"No complete run in results store {os.fspath(url)!r}.")
     try:
         run = root[f"{RUNS}/{run_id}"]
     except KeyError as exc:
-        raise StoreNotFoundError(
-            f"No run {run_id!r} in results store {os.fspath(url)!r}."
-        ) from exc
+        raise StoreNotFoundError(f"No run {run_id!r} in results store {os.fspath(url)!r}.") from exc
     assert isinstance(run, zarr.Group)
     status = dict(run.attrs).get("status")
     if status != STATUS_COMPLETE and not allow_incomplete:

@@ -80,13 +80,20 @@ def open_group(
     Raises StoreNotFoundError when there is no group there, naming the location.
     ``url`` may also be a zarr Store object (e.g. a wrapper that counts reads).
     """
-    store = (url if isinstance(url, zarr.abc.store.Store)
-             else make_store(url, mode=mode, storage_options=storage_options))
+    store = (
+        url
+        if isinstance(url, zarr.abc.store.Store)
+        else make_store(url, mode=mode, storage_options=storage_options)
+    )
     try:
         if mode == "r":
             return zarr.open_group(store, path=path, mode="r")
         return zarr.open_group(store, path=path, mode=mode, zarr_format=3)
-    except (FileNotFoundError, zarr.errors.NodeNotFoundError, zarr.errors.ContainsArrayError) as exc:
+    except (
+        FileNotFoundError,
+        zarr.errors.NodeNotFoundError,
+        zarr.errors.ContainsArrayError,
+    ) as exc:
         where = f"{describe_location(url)!r}" + (f" at path {path!r}" if path else "")
         raise StoreNotFoundError(
             f"No Zarr group found in {where}: give the path of a dataset group "

@@ -60,13 +60,17 @@ class SynthSpec:
         if not isinstance(self.rows, int) or self.rows < 1:
             raise bad_parameter("rows", owner, "an int >= 1", self.rows)
         if len(self.modalities) < 2:
-            raise bad_parameter("modality", owner, "given at least twice (NAME=COLUMNS)",
-                                list(self.modalities))
+            raise bad_parameter(
+                "modality", owner, "given at least twice (NAME=COLUMNS)", list(self.modalities)
+            )
         for name, width in self.modalities.items():
             if not name or "/" in name or not isinstance(width, int) or width < 1:
-                raise bad_parameter("modality", owner,
-                                    "NAME=COLUMNS with a name without '/' and COLUMNS >= 1",
-                                    f"{name}={width}")
+                raise bad_parameter(
+                    "modality",
+                    owner,
+                    "NAME=COLUMNS with a name without '/' and COLUMNS >= 1",
+                    f"{name}={width}",
+                )
         if self.classes < 0 or self.classes == 1:
             raise bad_parameter("classes", owner, "0 (no labels) or an int >= 2", self.classes)
         if self.latent_dim < 1:
@@ -74,8 +78,9 @@ class SynthSpec:
         if self.noise < 0:
             raise bad_parameter("noise", owner, "a float >= 0", self.noise)
         if not 0.0 <= self.missing_fraction < 1.0:
-            raise bad_parameter("missing_fraction", owner, "a float in [0, 1)",
-                                self.missing_fraction)
+            raise bad_parameter(
+                "missing_fraction", owner, "a float in [0, 1)", self.missing_fraction
+            )
         if self.chunk_rows < 1:
             raise bad_parameter("chunk_rows", owner, "an int >= 1", self.chunk_rows)
         if np.dtype(self.dtype).kind != "f":
@@ -91,10 +96,12 @@ def ground_truth(spec: SynthSpec) -> dict[str, np.ndarray]:
     out = {}
     for i, (name, width) in enumerate(spec.modalities.items()):
         out[f"loadings/{name}"] = _rng(spec, _PARAMS, 0, i).standard_normal(
-            (spec.latent_dim, width)) / np.sqrt(spec.latent_dim)
+            (spec.latent_dim, width)
+        ) / np.sqrt(spec.latent_dim)
     if spec.classes:
         out["class_weights"] = _rng(spec, _PARAMS, 1).standard_normal(
-            (spec.latent_dim, spec.classes))
+            (spec.latent_dim, spec.classes)
+        )
     return out
 
 
@@ -106,8 +113,9 @@ def _block_rows(spec: SynthSpec, block: int) -> int:
     return min(GENERATION_BLOCK, spec.rows - block * GENERATION_BLOCK)
 
 
-def _generate(spec: SynthSpec, start: int, stop: int, what: str, index: int,
-              truth: Mapping[str, np.ndarray]) -> np.ndarray:
+def _generate(
+    spec: SynthSpec, start: int, stop: int, what: str, index: int, truth: Mapping[str, np.ndarray]
+) -> np.ndarray:
     """Rows [start, stop) of one output, assembled from the generation blocks they overlap."""
     parts = []
     for block in range(start // GENERATION_BLOCK, (stop - 1) // GENERATION_BLOCK + 1):
@@ -124,13 +132,15 @@ def _present(spec: SynthSpec, block: int, rows: int, index: int) -> np.ndarray:
     return _rng(spec, _ROWS, block, 2, index).random(rows) >= spec.missing_fraction
 
 
-def _make_block(spec: SynthSpec, block: int, rows: int, what: str, index: int,
-                truth: Mapping[str, np.ndarray]) -> np.ndarray:
+def _make_block(
+    spec: SynthSpec, block: int, rows: int, what: str, index: int, truth: Mapping[str, np.ndarray]
+) -> np.ndarray:
     if what == "modality":
         name = list(spec.modalities)[index]
         z = _latent(spec, block, rows)
         noise = _rng(spec, _ROWS, block, 1, index).standard_normal(
-            (rows, spec.modalities[name]), dtype=np.float64)
+            (rows, spec.modalities[name]), dtype=np.float64
+        )
         x = z @ truth[f"loadings/{name}"] + spec.noise * noise
         # Missing values are NaN in the store: they must never reach a statistic.
         x[~_present(spec, block, rows, index)] = np.nan
@@ -139,14 +149,21 @@ def _make_block(spec: SynthSpec, block: int, rows: int, what: str, index: int,
         return _present(spec, block, rows, index)
     if what == "labels":
         return np.argmax(_latent(spec, block, rows) @ truth["class_weights"], axis=1).astype(
-            np.int64)
+            np.int64
+        )
     if what == "ids":
         return np.arange(block * GENERATION_BLOCK, block * GENERATION_BLOCK + rows, dtype=np.int64)
     raise ValueError(what)
 
 
-def _lazy(spec: SynthSpec, what: str, index: int, width: int | None, dtype: Any,
-          truth: Mapping[str, np.ndarray]) -> da.Array:
+def _lazy(
+    spec: SynthSpec,
+    what: str,
+    index: int,
+    width: int | None,
+    dtype: Any,
+    truth: Mapping[str, np.ndarray],
+) -> da.Array:
     rows = _regular_chunks(spec.rows, spec.chunk_rows)
     chunks: tuple[tuple[int, ...], ...] = (rows,) if width is None else (rows, (width,))
 
@@ -155,8 +172,9 @@ def _lazy(spec: SynthSpec, what: str, index: int, width: int | None, dtype: Any,
         start, stop = block_info[None]["array-location"][0]
         return _generate(spec, start, stop, what, index, truth)
 
-    return da.map_blocks(make, chunks=chunks, dtype=dtype, meta=np.empty((0,) * len(chunks),
-                                                                          dtype=dtype))
+    return da.map_blocks(
+        make, chunks=chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype=dtype)
+    )
 
 
 def synthesize(
@@ -174,15 +192,22 @@ def synthesize(
     spec.validate()
     truth = ground_truth(spec)
     group = open_group(out, mode="w", storage_options=storage_options)
-    group.attrs.update({
-        "mmpipe_synth": {
-            "rows": spec.rows, "modalities": spec.modalities, "classes": spec.classes,
-            "latent_dim": spec.latent_dim, "noise": spec.noise,
-            "missing_fraction": spec.missing_fraction, "seed": spec.seed, "dtype": spec.dtype,
-            "model": "x_m = z @ truth/loadings/<m> + noise * N(0, I); z ~ N(0, I_latent); "
-                     "label = argmax(z @ truth/class_weights)",
+    group.attrs.update(
+        {
+            "mmpipe_synth": {
+                "rows": spec.rows,
+                "modalities": spec.modalities,
+                "classes": spec.classes,
+                "latent_dim": spec.latent_dim,
+                "noise": spec.noise,
+                "missing_fraction": spec.missing_fraction,
+                "seed": spec.seed,
+                "dtype": spec.dtype,
+                "model": "x_m = z @ truth/loadings/<m> + noise * N(0, I); z ~ N(0, I_latent); "
+                "label = argmax(z @ truth/class_weights)",
+            }
         }
-    })
+    )
     for key, value in truth.items():
         dims = ["latent", key.rsplit("/", 1)[-1] + "_feature" if "/" in key else "class"]
         group.create_array(f"truth/{key}", data=value, dimension_names=dims)
@@ -191,21 +216,27 @@ def synthesize(
     targets: list[zarr.Array] = []
 
     def add(path: str, arr: da.Array, dims: list[str]) -> None:
-        chunks = (min(spec.chunk_rows, spec.rows),) + tuple(arr.shape[1:])
-        targets.append(group.create_array(path, shape=arr.shape, dtype=arr.dtype, chunks=chunks,
-                                          dimension_names=dims))
+        chunks = (min(spec.chunk_rows, spec.rows), *arr.shape[1:])
+        targets.append(
+            group.create_array(
+                path, shape=arr.shape, dtype=arr.dtype, chunks=chunks, dimension_names=dims
+            )
+        )
         sources.append(arr)
 
     for i, (name, width) in enumerate(spec.modalities.items()):
-        add(f"{MODALITIES}/{name}", _lazy(spec, "modality", i, width, np.dtype(spec.dtype), truth),
-            ["row", f"{name}_feature"])
+        add(
+            f"{MODALITIES}/{name}",
+            _lazy(spec, "modality", i, width, np.dtype(spec.dtype), truth),
+            ["row", f"{name}_feature"],
+        )
         if spec.missing_fraction > 0:
             add(f"{MASKS}/{name}", _lazy(spec, "mask", i, None, np.dtype(bool), truth), ["row"])
     if spec.classes:
         add(LABELS, _lazy(spec, "labels", 0, None, np.dtype(np.int64), truth), ["row"])
     add(IDS, _lazy(spec, "ids", 0, None, np.dtype(np.int64), truth), ["row"])
 
-    stored = da.store(sources, targets, lock=False, compute=False)
+    stored = da.store(sources, targets, lock=False, compute=False)  # type: ignore[arg-type]
     if client is not None:
         client.compute(stored, sync=True)  # type: ignore[attr-defined]
     else:
@@ -213,8 +244,9 @@ def synthesize(
     return os.fspath(out)
 
 
-def population_covariance(truth: Mapping[str, np.ndarray], noise: float,
-                          names: list[str]) -> np.ndarray:
+def population_covariance(
+    truth: Mapping[str, np.ndarray], noise: float, names: list[str]
+) -> np.ndarray:
     """Covariance of [x_a | x_b | …] implied by the generating model (for recovery checks)."""
     loads = np.hstack([truth[f"loadings/{n}"] for n in names])
     return loads.T @ loads + noise**2 * np.eye(loads.shape[1])

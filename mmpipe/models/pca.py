@@ -24,8 +24,13 @@ def standard_scale(moments: Moments) -> np.ndarray:
     return scale
 
 
-def resolve_components(n_components: int | float | None, n_features: int, n_samples: int,
-                       ratios: np.ndarray, owner: str = "StandardPCA") -> int:
+def resolve_components(
+    n_components: int | float | None,
+    n_features: int,
+    n_samples: int,
+    ratios: np.ndarray,
+    owner: str = "StandardPCA",
+) -> int:
     """Number of components for a count, a fraction of variance, or None (all)."""
     limit = min(n_features, max(n_samples, 1))
     if n_components is None:
@@ -35,7 +40,9 @@ def resolve_components(n_components: int | float | None, n_features: int, n_samp
     if isinstance(n_components, int | np.integer):
         if not 1 <= n_components <= limit:
             raise bad_parameter(
-                "n_components", owner, f"an int in the range [1, {limit}] (min of columns and rows)",
+                "n_components",
+                owner,
+                f"an int in the range [1, {limit}] (min of columns and rows)",
                 n_components,
             )
         return int(n_components)
@@ -72,8 +79,9 @@ class StandardPCA:
     def fit_moments(self, moments: Moments) -> StandardPCA:
         """Fit from (n, μ, M) of the raw columns; returns self."""
         if moments.n < 2:
-            raise bad_parameter("moments", "StandardPCA", "statistics of at least 2 rows",
-                                moments.n)
+            raise bad_parameter(
+                "moments", "StandardPCA", "statistics of at least 2 rows", moments.n
+            )
         self.n_samples_ = moments.n
         self.mean_ = moments.mean.copy()
         self.scale_ = standard_scale(moments)

@@ -22,9 +22,15 @@ def _blocks(m: Moments, k_source: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def check_alphas(alphas: Sequence[float], owner: str = "RidgeTransfer") -> np.ndarray:
     values = np.asarray(list(alphas), dtype=np.float64)
-    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise bad_parameter("alphas", owner, "a non-empty list of floats in the range [0, inf)",
-                            list(alphas))
+    if (
+        values.ndim != 1
+        or values.size == 0
+        or not np.all(np.isfinite(values))
+        or np.any(values < 0)
+    ):
+        raise bad_parameter(
+            "alphas", owner, "a non-empty list of floats in the range [0, inf)", list(alphas)
+        )
     return values
 
 
@@ -55,7 +61,9 @@ class RidgeTransfer:
             coef[i] = vectors @ (rotated * inverse[:, None])
         self.alphas_ = alphas
         self.coef_ = coef
-        self.intercept_ = joint.mean[k_source:] - np.einsum("s,ast->at", joint.mean[:k_source], coef)
+        self.intercept_ = joint.mean[k_source:] - np.einsum(
+            "s,ast->at", joint.mean[:k_source], coef
+        )
         self.source_eigenvalues_ = values[::-1]
         return self
 
@@ -156,8 +164,7 @@ def regression_metrics(
         ss_res = np.einsum("dj,de,ej->j", c, s, c) + n * bias**2
         ss_res = np.clip(ss_res, 0.0, None)
         with np.errstate(divide="ignore", invalid="ignore"):
-            per_target = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot,
-                                  np.where(ss_res > 0, 0.0, 1.0))
+            per_target = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
         r2[i] = per_target.mean()
         mse[i] = ss_res.sum() / (n * k_target)
     return r2, mse

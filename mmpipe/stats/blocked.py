@@ -184,19 +184,17 @@ def statistics_graph(
     chunks = (ds.row_chunks,)
     mods = [ds.modalities[n].to_delayed().ravel() for n in names]
     masks = [
-        ds.masks[n].to_delayed().ravel() if n in ds.masks else [None] * len(mods[0])
-        for n in names
+        ds.masks[n].to_delayed().ravel() if n in ds.masks else [None] * len(mods[0]) for n in names
     ]
     folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
     labels = (
-        [None] * len(folds) if label_codes is None
+        [None] * len(folds)
+        if label_codes is None
         else da.from_array(label_codes, chunks=chunks).to_delayed().ravel()
     )
     task = delayed(block_statistics, pure=True)
     parts: list[Delayed] = [
-        task(
-            [m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i], n_classes
-        )
+        task([m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i], n_classes)
         for i in range(len(folds))
     ]
     merge_task = delayed(merge_results, pure=True)

@@ -93,15 +93,19 @@ def holdout_plan(
     rng = np.random.default_rng(seed)
     # Rank every row in (0, 1) by a seeded shuffle, class by class; the lowest ranks validate.
     rank = np.empty(n)
-    groups = [np.arange(n)] if labels is None else [
-        np.flatnonzero(labels == cls) for cls in np.unique(labels)
-    ]
+    groups = (
+        [np.arange(n)]
+        if labels is None
+        else [np.flatnonzero(labels == cls) for cls in np.unique(labels)]
+    )
     for rows in groups:
         rank[rows[rng.permutation(rows.size)]] = (np.arange(rows.size) + 0.5) / rows.size
     assignment = np.where(rank < fraction, 0, 1).astype(np.int8)
     if assignment.min() == assignment.max():
         raise bad_parameter(
-            "holdout", "holdout_plan", f"a fraction that leaves rows on both sides for n={n}",
+            "holdout",
+            "holdout_plan",
+            f"a fraction that leaves rows on both sides for n={n}",
             fraction,
         )
     return FoldPlan("holdout", assignment, 2, (((1,), (0,)),), seed, labels is not None)

@@ -21,8 +21,14 @@ def test_round_trip_same_values_and_row_chunks(tmp_path: Path) -> None:
     b = rng.standard_normal((103, 4))
     labels = rng.integers(0, 3, 103)
     mask = rng.random(103) > 0.2
-    url = write_dataset(tmp_path / "d.zarr", {"a": a, "b": b}, labels=labels,
-                        ids=np.arange(103), masks={"b": mask}, chunk_rows=20)
+    url = write_dataset(
+        tmp_path / "d.zarr",
+        {"a": a, "b": b},
+        labels=labels,
+        ids=np.arange(103),
+        masks={"b": mask},
+        chunk_rows=20,
+    )
     ds = open_dataset(url, chunk_rows=25)
     np.testing.assert_array_equal(ds.modalities["a"].compute(), a)
     np.testing.assert_array_equal(ds.modalities["b"].compute(), b)
@@ -49,43 +55,83 @@ def _group(tmp_path: Path) -> zarr.Group:
 
 
 BAD_CASES = {
-    "no_modalities": (lambda g: g.create_array("x", data=np.ones((4, 2))),
-                      "has no 'modalities' group"),
-    "one_modality": (lambda g: g.create_array("modalities/a", data=np.ones((4, 2))),
-                     "needs at least two"),
-    "not_2d": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2, 2))),
-                          g.create_array("modalities/b", data=np.ones((4, 2)))),
-               r"'modalities/a' has shape \(4, 2, 2\); each modality must be 2-D"),
-    "non_numeric": (lambda g: (g.create_array("modalities/a", data=np.array([["x"]] * 4)),
-                               g.create_array("modalities/b", data=np.ones((4, 2)))),
-                    "'modalities/a' has dtype .* not numeric: convert it to float32"),
-    "row_mismatch": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                                g.create_array("modalities/b", data=np.ones((5, 2)))),
-                     r"different row counts \(modalities/a: 4, modalities/b: 5\)"),
-    "labels_rows": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                               g.create_array("modalities/b", data=np.ones((4, 2))),
-                               g.create_array("labels", data=np.ones(3, dtype=int))),
-                    "'labels' has 3 rows but the modalities have 4"),
-    "labels_float": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                                g.create_array("modalities/b", data=np.ones((4, 2))),
-                                g.create_array("labels", data=np.ones(4))),
-                     "labels must be integer class indices"),
-    "ids_rows": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                            g.create_array("modalities/b", data=np.ones((4, 2))),
-                            g.create_array("ids", data=np.arange(6))),
-                 "'ids' has 6 rows"),
-    "mask_not_bool": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                                 g.create_array("modalities/b", data=np.ones((4, 2))),
-                                 g.create_array("masks/a", data=np.ones(4, dtype=np.int8))),
-                      "a mask must be boolean"),
-    "mask_rows": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                             g.create_array("modalities/b", data=np.ones((4, 2))),
-                             g.create_array("masks/a", data=np.ones(2, dtype=bool))),
-                  "'masks/a' has 2 rows"),
-    "mask_unknown": (lambda g: (g.create_array("modalities/a", data=np.ones((4, 2))),
-                                g.create_array("modalities/b", data=np.ones((4, 2))),
-                                g.create_array("masks/c", data=np.ones(4, dtype=bool))),
-                     "'masks/c' names no modality"),
+    "no_modalities": (
+        lambda g: g.create_array("x", data=np.ones((4, 2))),
+        "has no 'modalities' group",
+    ),
+    "one_modality": (
+        lambda g: g.create_array("modalities/a", data=np.ones((4, 2))),
+        "needs at least two",
+    ),
+    "not_2d": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+        ),
+        r"'modalities/a' has shape \(4, 2, 2\); each modality must be 2-D",
+    ),
+    "non_numeric": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.array([["x"]] * 4)),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+        ),
+        "'modalities/a' has dtype .* not numeric: convert it to float32",
+    ),
+    "row_mismatch": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((5, 2))),
+        ),
+        r"different row counts \(modalities/a: 4, modalities/b: 5\)",
+    ),
+    "labels_rows": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+            g.create_array("labels", data=np.ones(3, dtype=int)),
+        ),
+        "'labels' has 3 rows but the modalities have 4",
+    ),
+    "labels_float": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+            g.create_array("labels", data=np.ones(4)),
+        ),
+        "labels must be integer class indices",
+    ),
+    "ids_rows": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+            g.create_array("ids", data=np.arange(6)),
+        ),
+        "'ids' has 6 rows",
+    ),
+    "mask_not_bool": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+            g.create_array("masks/a", data=np.ones(4, dtype=np.int8)),
+        ),
+        "a mask must be boolean",
+    ),
+    "mask_rows": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+            g.create_array("masks/a", data=np.ones(2, dtype=bool)),
+        ),
+        "'masks/a' has 2 rows",
+    ),
+    "mask_unknown": (
+        lambda g: (
+            g.create_array("modalities/a", data=np.ones((4, 2))),
+            g.create_array("modalities/b", data=np.ones((4, 2))),
+            g.create_array("masks/c", data=np.ones(4, dtype=bool)),
+        ),
+        "'masks/c' names no modality",
+    ),
 }
 
 
@@ -138,9 +184,14 @@ def test_errors_share_one_base_and_builtins() -> None:
 
 def test_inspect_json_and_table(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    url = write_dataset(tmp_path / "d.zarr", {"a": rng.random((50, 3)), "b": rng.random((50, 2))},
-                        labels=np.repeat([0, 1], 25), masks={"a": np.arange(50) % 5 != 0},
-                        ids=np.arange(50), chunk_rows=20)
+    url = write_dataset(
+        tmp_path / "d.zarr",
+        {"a": rng.random((50, 3)), "b": rng.random((50, 2))},
+        labels=np.repeat([0, 1], 25),
+        masks={"a": np.arange(50) % 5 != 0},
+        ids=np.arange(50),
+        chunk_rows=20,
+    )
     runner = CliRunner()
     result = runner.invoke(app, ["inspect", url, "--json"])
     assert result.exit_code == 0, result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,7 +33,7 @@ def test_gram_is_symmetric_syrk() -> None:
 def test_any_partition_merges_to_the_whole(cuts: list[int], seed: int) -> None:
     z = np.random.default_rng(seed).standard_normal((80, 3)) * 5 + 7
     bounds = sorted({0, 80, *cuts})
-    parts = [Moments.from_rows(z[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [Moments.from_rows(z[a:b]) for a, b in itertools.pairwise(bounds)]
     whole = Moments.from_rows(z)
     merged = merge_all(parts)
     assert merged.n == 80

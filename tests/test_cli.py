@@ -1,0 +1,109 @@
+"""The `mmpipe fit` command: JSON contract, exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import mmpipe
+from mmpipe.cli import app
+
+
+def test_fit_json_contract(small_store: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.zarr"
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            small_store,
+            "--out",
+            str(out),
+            "--pair",
+            "m0:m1",
+            "--pair",
+            "m2:m0",
+            "--components",
+            "3",
+            "--folds",
+            "4",
+            "--alphas",
+            "0.1,1,10",
+            "--seed",
+            "5",
+            "--in-process",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["results"].startswith(str(out))
+    assert info["run_id"] in info["results"]
+    assert [(p["source"], p["target"]) for p in info["pairs"]] == [("m0", "m1"), ("m2", "m0")]
+    p = info["pairs"][0]
+    assert p["alpha"] in (0.1, 1.0, 10.0)
+    assert len(p["cv"]["r2_folds"]) == 4
+    assert len(p["cv"]["mse_folds"]) == 4
+    assert p["cv"]["r2"] == pytest.approx(sum(p["cv"]["r2_folds"]) / 4)
+    assert len(p["cca"]) == 3
+    # Same numbers as the Python API with the same settings.
+    api = mmpipe.fit(
+        small_store, pairs=["m0:m1"], components=3, folds=4, alphas=(0.1, 1, 10), seed=5
+    )
+    assert p["cv"]["r2"] == pytest.approx(api.pairs[0].summary()["cv"]["r2"], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pair", "m0:nope"], "names modality 'nope'"),
+        (["--alphas", "1,x"], "comma-separated numbers"),
+        (["--components", "lots"], "--components 'lots'"),
+        (["--folds", "1"], "'folds' parameter"),
+        (["--solver", "qr"], "--solver must be"),
+    ],
+)
+def test_fit_bad_input_exits_2(small_store: str, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["fit", small_store, "--in-process", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_fit_table_output_and_runs(small_store: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = str(tmp_path / "r.zarr")
+    result = runner.invoke(
+        app, ["fit", small_store, "--out", out, "--components", "2", "--folds", "3", "--in-process"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "m0 → m1" in result.stdout
+    listing = runner.invoke(app, ["runs", out])
+    assert "complete" in listing.stdout
+
+
+@pytest.mark.slow
+def test_fit_on_a_local_cluster(small_store: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            small_store,
+            "--workers",
+            "2",
+            "--components",
+            "2",
+            "--folds",
+            "3",
+            "--pair",
+            "m0:m1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    api = mmpipe.fit(small_store, pairs=["m0:m1"], components=2, folds=3)
+    assert json.loads(result.stdout)["pairs"][0]["cv"]["r2"] == pytest.approx(
+        api.pairs[0].summary()["cv"]["r2"], rel=1e-10
+    )
