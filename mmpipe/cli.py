@@ -368,6 +368,75 @@ def print_fit(result: Any) -> None:
     )
 
 
+config_app = typer.Typer(help="The run config used by `mmpipe run`.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the run config."""
+    from mmpipe.config import config_schema as schema
+
+    typer.echo(json.dumps(schema(), indent=2))
+
+
+@config_app.command("check")
+@handled
+def config_check(
+    path: Annotated[str, typer.Argument(help="YAML run config.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE override.")] = None,
+) -> None:
+    """Validate a run config file and print it with its defaults filled in."""
+    from mmpipe.config import read_config
+
+    config = read_config(path, parse_options(set_, "--set"))
+    typer.echo(json.dumps(config.model_dump(), indent=2))
+
+
+@app.command()
+@handled
+def run(
+    path: Annotated[str, typer.Argument(help="YAML run config (see `mmpipe config schema`).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a key, dotted for nesting: --set folds=3 --set cluster.workers=2",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Scheduler address of an existing Dask cluster (overrides the config)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the fit as a Prefect flow (embedded Prefect server unless PREFECT_API_URL is set)."""
+    import os
+
+    from mmpipe.config import read_config
+
+    overrides = parse_options(set_, "--set")
+    if address:
+        overrides["cluster.address"] = address
+    config = read_config(path, overrides)
+    # Prefect's embedded server can take 20-30 s to start on a small machine; its default
+    # start-up timeout is 20 s. No telemetry.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from flows.pipeline import mmpipe_fit
+
+    summary = mmpipe_fit(config)
+    if as_json:
+        _print_json(summary)
+    else:
+        for p in summary["pairs"]:
+            typer.echo(
+                f"{p['source']} → {p['target']}: CV R² {p['cv']['r2']:.4f} (α={p['alpha']:g})"
+            )
+        typer.echo(f"run {summary['run_id']}: {summary['results'] or 'not written'}")
+
+
 @app.command()
 @handled
 def runs(

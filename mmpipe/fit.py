@@ -357,8 +357,10 @@ def fit_config(
     results_storage_options: StorageOptions | None = None,
     plan: FoldPlan | None = None,
 ) -> FitResult:
-    """:func:`fit` with a ready :class:`FitConfig` (and optionally a fold plan of your own)."""
-    started = datetime.now(UTC).isoformat(timespec="seconds")
+    """:func:`fit` with a ready :class:`FitConfig` (and optionally a fold plan of your own).
+
+    The steps below are public so that an orchestrator (flows/) can run them one by one.
+    """
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -368,6 +370,73 @@ def fit_config(
         timings[step] = round(now - clock, 4)
         clock = now
 
+    prepared = prepare(
+        dataset,
+        config,
+        storage_options=storage_options,
+        plan=plan,
+        out=out,
+        results_storage_options=results_storage_options,
+        client=client,
+    )
+    lap("prepare")
+    stats = statistics_pass(prepared, client=client)
+    lap("statistics_pass")
+    models = fit_models(prepared, stats, client=client)
+    lap("models")
+    pairs = evaluate(prepared, stats, models)
+    lap("evaluate")
+    result = assemble(prepared, stats, models, pairs, timings)
+    if out is None:
+        return result
+    from mmpipe.io.results import write_run
+
+    written = write_run(result, out, storage_options=results_storage_options)
+    lap("write")
+    return written
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A validated dataset and config with its fold plan: everything known before the pass."""
+
+    dataset: Dataset
+    config: FitConfig
+    pairs: tuple[tuple[str, str], ...]
+    """The directed pairs to fit."""
+    names: list[str]
+    """Modalities that appear in a pair (the only columns the pass reads)."""
+    labels: np.ndarray | None
+    """The labels in memory (read once, for stratification and the one-hot columns)."""
+    plan: FoldPlan
+    started: str
+    """UTC start time, ISO 8601."""
+
+
+@dataclass(frozen=True, eq=False)
+class FittedModels:
+    """Models of every split and the final ones, before evaluation."""
+
+    modalities: dict[str, ModalityResult]
+    split_models: dict[tuple[int, tuple[str, str]], PairModels]
+    final_models: dict[tuple[str, str], PairModels]
+
+
+def prepare(
+    dataset: str | os.PathLike[str] | Dataset,
+    config: FitConfig,
+    *,
+    storage_options: StorageOptions | None = None,
+    plan: FoldPlan | None = None,
+    out: str | os.PathLike[str] | None = None,
+    results_storage_options: StorageOptions | None = None,
+    client: object | None = None,
+) -> Prepared:
+    """Open and validate the dataset and config, check the results location, make the plan.
+
+    Everything that can be wrong with the input fails here, before the pass.
+    """
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
     pair_list = check_config(ds, config)
     if out is not None:
@@ -375,15 +444,17 @@ def fit_config(
 
         check_writable(out, storage_options=results_storage_options)
     names = [n for n in ds.names if any(n in p for p in pair_list)]
-    lap("open")
     labels = read_labels(ds, client)
     if plan is None:
         plan = make_plan(ds, config, labels)
     check_plan(ds, plan)
-    lap("plan")
-    stats = compute_statistics(ds, plan, names, labels, client=client)
-    classes = stats.classes
-    lap("statistics_pass")
+    return Prepared(ds, config, pair_list, names, labels, plan, started)
+
+
+def statistics_pass(prepared: Prepared, *, client: object | None = None) -> PassStatistics:
+    """The one pass over the data; stops on NaN/inf with counts per modality."""
+    ds = prepared.dataset
+    stats = compute_statistics(ds, prepared.plan, prepared.names, prepared.labels, client=client)
     bad = {n: c for n, c in stats.nonfinite.items() if c}
     if bad:
         listing = ", ".join(f"modalities/{n}: {c}" for n, c in bad.items())
@@ -391,47 +462,22 @@ def fit_config(
             f"NaN or infinite values in {ds.url!r} ({listing}): fix or impute them, or mark "
             "those rows missing with masks/<name> = False."
         )
-    result = _derive(ds, config, pair_list, names, plan, stats, classes, client)
-    lap("models")
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    fitted = FitResult(
-        config=config,
-        dataset=ds.url,
-        n_rows=ds.n_rows,
-        plan=plan,
-        modalities=result[0],
-        pairs=result[1],
-        fingerprint=fingerprint(ds, stats),
-        timings=timings,
-        run_id=run_id,
-        started=started,
-        classes=classes,
-    )
-    if out is None:
-        return fitted
-    from mmpipe.io.results import write_run
-
-    written = write_run(fitted, out, storage_options=results_storage_options)
-    lap("write")
-    return written
+    return stats
 
 
-def _derive(
-    ds: Dataset,
-    config: FitConfig,
-    pair_list: Sequence[tuple[str, str]],
-    names: Sequence[str],
-    plan: FoldPlan,
-    stats: PassStatistics,
-    classes: np.ndarray | None,
-    client: object | None,
-) -> tuple[dict[str, ModalityResult], list[PairResult]]:
-    """Every model and metric from the statistics (plus the TSQR pass when asked)."""
+def fit_models(
+    prepared: Prepared, stats: PassStatistics, *, client: object | None = None
+) -> FittedModels:
+    """Every model of every split and the final ones, from the statistics.
+
+    With ``solver="tsqr"`` the ridge maps are re-solved by TSQR in one more pass.
+    """
+    ds, config, plan = prepared.dataset, prepared.config, prepared.plan
     widths = ds.widths
-    comps = {n: _components_for(config, n, widths[n]) for n in names}
+    comps = {n: _components_for(config, n, widths[n]) for n in prepared.names}
 
     modalities: dict[str, ModalityResult] = {}
-    for name in names:
+    for name in prepared.names:
         full = stats.moments([name])
         pca = StandardPCA(comps[name]).fit_moments(full)
         modalities[name] = ModalityResult(
@@ -476,8 +522,8 @@ def _derive(
             target_pca=pca_for(split, pair[1], pair, raw),
         )
 
-    split_models = {(s, p): models_for(s, p) for s in range(plan.n_splits) for p in pair_list}
-    final_models = {p: models_for(None, p) for p in pair_list}
+    split_models = {(s, p): models_for(s, p) for s in range(plan.n_splits) for p in prepared.pairs}
+    final_models = {p: models_for(None, p) for p in prepared.pairs}
     if config.solver == "tsqr":
         from mmpipe.models.tsqr import tsqr_ridge
 
@@ -488,15 +534,20 @@ def _derive(
         coefs = tsqr_ridge(ds, plan, jobs, config.alphas, client=client)
         for (_, _, _, m), coef in zip(jobs, coefs, strict=True):
             m.ridge.coef_ = coef
-            # Training scores are centered by construction: the intercept is their mean map.
+            # Training scores are centered by construction, so the intercept is zero.
             m.ridge.intercept_ = np.zeros((coef.shape[0], coef.shape[2]))
+    return FittedModels(modalities, split_models, final_models)
 
+
+def evaluate(prepared: Prepared, stats: PassStatistics, models: FittedModels) -> list[PairResult]:
+    """Validation metrics of every split, pair and α from the validation statistics."""
+    plan = prepared.plan
     pairs: list[PairResult] = []
-    for pair in pair_list:
+    for pair in prepared.pairs:
         scores: list[PairScores] = []
         for s in range(plan.n_splits):
             val = stats.moments(list(pair), plan.splits[s][1])
-            scores.append(score_pair(split_models[(s, pair)], val))
+            scores.append(score_pair(models.split_models[(s, pair)], val))
         r2 = np.stack([sc.r2 for sc in scores])
         rows = stats.rows_present(list(pair))
         width = max(sc.cca_correlations.size for sc in scores)
@@ -509,17 +560,45 @@ def _derive(
                 target=pair[1],
                 rows=rows,
                 rows_dropped=stats.n_rows - rows,
-                alphas=np.asarray(config.alphas),
+                alphas=np.asarray(prepared.config.alphas),
                 r2=r2,
                 mse=np.stack([sc.mse for sc in scores]),
                 procrustes_r2=np.array([sc.procrustes_r2 for sc in scores]),
                 procrustes_mse=np.array([sc.procrustes_mse for sc in scores]),
                 cca_correlations=cca,
                 alpha_index=int(np.argmax(r2.mean(axis=0))),
-                models=final_models[pair],
+                models=models.final_models[pair],
             )
         )
-    return modalities, pairs
+    return pairs
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across concurrent runs."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def assemble(
+    prepared: Prepared,
+    stats: PassStatistics,
+    models: FittedModels,
+    pairs: list[PairResult],
+    timings: dict[str, float],
+) -> FitResult:
+    """The FitResult with a fresh run id (not yet written)."""
+    return FitResult(
+        config=prepared.config,
+        dataset=prepared.dataset.url,
+        n_rows=prepared.dataset.n_rows,
+        plan=prepared.plan,
+        modalities=models.modalities,
+        pairs=pairs,
+        fingerprint=fingerprint(prepared.dataset, stats),
+        timings=timings,
+        run_id=new_run_id(),
+        started=prepared.started,
+        classes=stats.classes,
+    )
 
 
 def to_json(value: Any) -> Any:

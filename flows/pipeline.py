@@ -1,0 +1,176 @@
+"""The mmpipe fit as a Prefect flow.
+
+open & validate → statistics pass → models → evaluation → write results → artifact.
+
+Tasks run in the flow's own process and submit Dask graphs to the cluster the flow holds (a
+Prefect task inside a Dask worker would need a Prefect API there). Tasks pass Python objects
+in memory and are never cached: a cache keyed on inputs would hash graphs, not data, and
+return stale results for a store rewritten in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from mmpipe.cluster import dask_client
+from mmpipe.config import RunConfig
+from mmpipe.errors import MmpipeError
+from mmpipe.fit import (
+    FitResult,
+    FittedModels,
+    PairResult,
+    Prepared,
+    assemble,
+    evaluate,
+    fit_models,
+    new_run_id,
+    prepare,
+    statistics_pass,
+)
+from mmpipe.io.results import write_run
+from mmpipe.stats.blocked import PassStatistics
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry storage hiccups, never bad input (an MmpipeError fails the same way again)."""
+    try:
+        state.result()
+    except MmpipeError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+STORAGE = dict(
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+COMPUTE = dict(cache_policy=NO_CACHE, persist_result=False)
+
+
+@task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+def open_and_validate(config: RunConfig, client: Any) -> Prepared:
+    prepared = prepare(
+        config.dataset,
+        config.fit_config(),
+        storage_options=config.storage_options,
+        out=config.results,
+        results_storage_options=config.storage_options,
+        client=client,
+    )
+    get_run_logger().info(
+        "Dataset %s: %d rows, modalities %s; %d pairs, %s plan with %d splits",
+        prepared.dataset.url,
+        prepared.dataset.n_rows,
+        prepared.dataset.widths,
+        len(prepared.pairs),
+        prepared.plan.kind,
+        prepared.plan.n_splits,
+    )
+    return prepared
+
+
+@task(name="statistics-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+def run_statistics_pass(prepared: Prepared, client: Any) -> PassStatistics:
+    stats = statistics_pass(prepared, client=client)
+    get_run_logger().info(
+        "One pass over %d rows in %d blocks: %d (fold, mask pattern) groups",
+        stats.n_rows,
+        len(prepared.dataset.row_chunks),
+        len(stats.groups),
+    )
+    return stats
+
+
+@task(name="fit-models", tags=["mmpipe"], **COMPUTE)  # type: ignore[call-overload]
+def run_fit_models(prepared: Prepared, stats: PassStatistics, client: Any) -> FittedModels:
+    return fit_models(prepared, stats, client=client)
+
+
+@task(name="evaluate", tags=["mmpipe"], **COMPUTE)  # type: ignore[call-overload]
+def run_evaluate(
+    prepared: Prepared, stats: PassStatistics, models: FittedModels
+) -> list[PairResult]:
+    pairs = evaluate(prepared, stats, models)
+    for p in pairs:
+        s = p.summary()
+        get_run_logger().info(
+            "%s → %s: CV R² %.4f, MSE %.4g at α=%g",
+            p.source,
+            p.target,
+            s["cv"]["r2"],
+            s["cv"]["mse"],
+            p.alpha,
+        )
+    return pairs
+
+
+@task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+def write_results(result: FitResult, config: RunConfig) -> FitResult:
+    assert config.results is not None
+    # A retry writes under a fresh run id: the failed attempt stays marked "failed".
+    attempt = replace(result, run_id=new_run_id())
+    written = write_run(attempt, config.results, storage_options=config.storage_options)
+    get_run_logger().info("Results written to %s", written.results)
+    return written
+
+
+def publish_artifact(result: FitResult) -> None:
+    """A table of the pairs with their CV metrics and chosen α, and where results went."""
+    rows = [
+        {
+            "source": p.source,
+            "target": p.target,
+            "rows": p.rows,
+            "alpha": p.alpha,
+            "cv_r2": round(float(p.r2[:, p.alpha_index].mean()), 6),
+            "cv_mse": round(float(p.mse[:, p.alpha_index].mean()), 6),
+            "procrustes_r2": round(float(p.procrustes_r2.mean()), 6),
+            "cca_rho1": round(float(p.models.cca.correlations_[0]), 6),
+        }
+        for p in result.pairs
+    ]
+    where = result.results or "(not written: no results location)"
+    create_table_artifact(
+        key="mmpipe-fit-pairs",
+        table=rows,
+        description=f"mmpipe fit of {result.dataset}, run {result.run_id}; results: {where}",
+    )
+    create_markdown_artifact(
+        key="mmpipe-fit-results",
+        markdown=f"**mmpipe run** `{result.run_id}`\n\n- dataset: `{result.dataset}`\n"
+        f"- results: `{where}`\n- plan: {result.plan.describe()}\n",
+        description="Where the results of this run were written",
+    )
+
+
+@flow(name="mmpipe-fit", log_prints=False, validate_parameters=True)
+def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
+    """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
+    logger = get_run_logger()
+    # Prefect's log handlers would otherwise relay every scheduler/nanny INFO line.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    spec = config.cluster.spec()
+    logger.info("Computing on %s", spec.describe())
+    with dask_client(spec) as client:
+        prepared = open_and_validate(config, client)
+        stats = run_statistics_pass(prepared, client)
+        models = run_fit_models(prepared, stats, client)
+        pairs = run_evaluate(prepared, stats, models)
+    result = assemble(prepared, stats, models, pairs, timings={})
+    if config.results is not None:
+        result = write_results(result, config)
+    publish_artifact(result)
+    summary: dict[str, Any] = result.summary()
+    return summary

@@ -1,0 +1,63 @@
+"""The Prefect flow on the embedded server with a LocalCluster equals mmpipe.fit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mmpipe
+from mmpipe.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_flow_local_cluster_equals_fit(
+    prefect_server: None, small_store: str, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.pipeline import mmpipe_fit
+
+    out = tmp_path / "results.zarr"
+    config = load_config(
+        {
+            "dataset": small_store,
+            "results": str(out),
+            "pairs": ["m0:m1", "m2:m0"],
+            "components": 3,
+            "folds": 4,
+            "alphas": [0.5, 5.0],
+            "cluster": {"workers": 2, "memory_limit": "2GiB"},
+        }
+    )
+    summary = mmpipe_fit(config)
+    reference = mmpipe.fit(
+        small_store, pairs=["m0:m1", "m2:m0"], components=3, folds=4, alphas=(0.5, 5.0)
+    )
+    assert summary["results"].startswith(str(out))
+    run = mmpipe.read_run(out)  # complete, or it raises
+    for got, ref in zip(summary["pairs"], reference.summary()["pairs"], strict=True):
+        assert got["cv"]["r2_folds"] == pytest.approx(ref["cv"]["r2_folds"], rel=1e-10)
+        assert got["alpha"] == ref["alpha"]
+    np.testing.assert_allclose(
+        run["pairs/m0--m1/coef"][...],  # type: ignore[index]
+        reference.pairs[0].models.ridge.coef_,
+        rtol=1e-10,
+    )
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+        keys = {a.key for a in artifact}
+    assert "mmpipe-fit-pairs" in keys
+
+
+def test_local_workers_do_not_import_prefect(small_store: str) -> None:
+    from mmpipe.cluster import ClusterSpec, dask_client
+
+    with dask_client(ClusterSpec(workers=1, memory_limit="1GiB")) as client:
+        mmpipe.fit(small_store, pairs=["m0:m1"], components=2, folds=3, client=client)
+        loaded = client.run(lambda: "prefect" in sys.modules)
+    assert not any(loaded.values())
