@@ -155,12 +155,22 @@ def publish_artifact(result: FitResult) -> None:
     )
 
 
+def _quiet_dask_logs() -> None:
+    # Prefect's handlers would relay every scheduler/nanny INFO line of a LocalCluster; dask's
+    # logging config gives the child loggers (distributed.scheduler, ...) levels of their own,
+    # set when distributed is first imported: import it first.
+    import distributed  # noqa: F401
+
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]
+    for name in ["distributed", *names]:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @flow(name="mmpipe-fit", log_prints=False, validate_parameters=True)
 def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
     logger = get_run_logger()
-    # Prefect's log handlers would otherwise relay every scheduler/nanny INFO line.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    _quiet_dask_logs()
     spec = config.cluster.spec()
     logger.info("Computing on %s", spec.describe())
     with dask_client(spec) as client:

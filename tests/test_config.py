@@ -1,0 +1,142 @@
+"""The run config: every bad key or value is refused with its name and what is allowed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from mmpipe.cli import app
+from mmpipe.cluster import ADDRESS_ENV, ClusterSpec, resolve
+from mmpipe.config import RunConfig, config_schema, load_config, read_config
+from mmpipe.errors import ConfigError, MmpipeError
+
+BASE: dict[str, Any] = {"dataset": "data/x.zarr"}
+
+
+def test_defaults_and_fit_config() -> None:
+    config = load_config({**BASE, "pairs": ["a:b"], "components": {"a": 0.9, "b": 4}})
+    fit = config.fit_config()
+    assert fit.pairs == (("a", "b"),)
+    assert fit.components == {"a": 0.9, "b": 4}
+    assert fit.folds == 5
+    assert fit.holdout is None
+    assert config.cluster.spec() == ClusterSpec()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "missing key 'dataset'"),
+        ({**BASE, "fold": 3}, "unknown key 'fold' (allowed: dataset, results,"),
+        ({**BASE, "cluster": {"nodes": 2}}, "unknown key 'cluster.nodes' (allowed: address,"),
+        ({**BASE, "folds": 1}, "folds: Input should be greater than or equal to 2"),
+        ({**BASE, "folds": "many"}, "folds: Input should be a valid integer"),
+        ({**BASE, "holdout": 1.5}, "holdout: Input should be less than 1"),
+        ({**BASE, "alphas": []}, "alphas: List should have at least 1 item"),
+        ({**BASE, "alphas": [1, -2]}, "alphas.1: Input should be greater than or equal to 0"),
+        ({**BASE, "components": 0}, "components: must be a count >= 1, a variance fraction"),
+        ({**BASE, "components": 1.5}, "components: must be a count >= 1"),
+        ({**BASE, "components": {"a": -1}}, "components: must be a count >= 1"),
+        ({**BASE, "pairs": ["a-b"]}, "pairs: pair 'a-b' must be written SOURCE:TARGET"),
+        ({**BASE, "solver": "qr"}, "solver: Input should be 'normal' or 'tsqr'"),
+        ({**BASE, "cca_reg": -1}, "cca_reg: Input should be greater than or equal to 0"),
+        ({**BASE, "chunk_rows": 0}, "chunk_rows: Input should be greater than or equal to 1"),
+        ({**BASE, "cluster": {"workers": 0}}, "cluster.workers: Input should be greater than"),
+        ({**BASE, "cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker:"),
+        ({**BASE, "seed": "x"}, "seed: Input should be a valid integer"),
+    ],
+)
+def test_bad_key_or_value(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match="Invalid run config") as info:
+        load_config(data)
+    assert message in str(info.value)
+    assert isinstance(info.value, MmpipeError)
+
+
+def test_every_bad_key_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({**BASE, "folds": 0, "colour": "red"})
+    assert "folds:" in str(info.value)
+    assert "'colour'" in str(info.value)
+
+
+def test_yaml_file_safe_loader_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: d.zarr\nfolds: 4\ncluster: {workers: 2}\n")
+    config = read_config(path, {"folds": 3, "cluster.threads_per_worker": 2, "alphas": [1, 2]})
+    assert (config.folds, config.cluster.workers, config.cluster.threads_per_worker) == (3, 2, 2)
+    assert config.alphas == [1.0, 2.0]
+
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("dataset: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_config(unsafe)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        read_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config(tmp_path / "missing.yaml")
+
+
+def test_deploy_examples_are_valid_configs() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    read_config(repo / "deploy" / "mfeat.yaml")
+    declared = yaml.safe_load((repo / "deploy" / "prefect.yaml").read_text())
+    for deployment in declared["deployments"]:
+        load_config(deployment["parameters"]["config"], source=deployment["name"])
+
+
+def test_schema_command_prints_the_model_schema() -> None:
+    result = CliRunner().invoke(app, ["config", "schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema == config_schema() == RunConfig.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"dataset"}
+
+
+def test_check_and_run_commands_refuse_bad_configs(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset: d.zarr\nfolds: 1\nextra: 2\n")
+    runner = CliRunner()
+    for command in (["config", "check", str(path)], ["run", str(path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "folds:" in result.stderr
+        assert "unknown key 'extra'" in result.stderr
+        assert "Traceback" not in result.output
+    good = tmp_path / "good.yaml"
+    good.write_text("dataset: d.zarr\n")
+    result = runner.invoke(app, ["config", "check", str(good), "--set", "folds=3"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["folds"] == 3
+
+
+def test_cluster_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    assert resolve(None) == ClusterSpec()
+    monkeypatch.setenv(ADDRESS_ENV, "tcp://127.0.0.1:8786")
+    assert resolve(None).address == "tcp://127.0.0.1:8786"
+    # An explicit address or scheduler file wins over the environment.
+    assert resolve(ClusterSpec(address="tcp://127.0.0.1:1")).address == "tcp://127.0.0.1:1"
+    assert resolve(ClusterSpec(scheduler_file="s.json")).address is None
+    with pytest.raises(MmpipeError, match="workers"):
+        resolve(ClusterSpec(workers=0))
+
+
+def test_existing_cluster_is_left_running(local_client: Any) -> None:
+    from mmpipe.cluster import dask_client
+
+    address = local_client.scheduler.address
+    with dask_client(ClusterSpec(address=address)) as client:
+        assert client.submit(lambda: 41 + 1).result() == 42
+    assert local_client.submit(lambda: 1).result() == 1
+    with dask_client(client=local_client) as passed:
+        assert passed is local_client
+    assert local_client.status == "running"
