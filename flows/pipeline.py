@@ -21,8 +21,7 @@ from prefect.tasks import exponential_backoff
 
 from mmpipe.cluster import dask_client
 from mmpipe.config import RunConfig
-from mmpipe.errors import MmpipeError
-from mmpipe.fit import (
+from mmpipe.engine import (
     FitResult,
     FittedModels,
     PairResult,
@@ -34,6 +33,7 @@ from mmpipe.fit import (
     prepare,
     statistics_pass,
 )
+from mmpipe.errors import MmpipeError
 from mmpipe.io.results import write_run
 from mmpipe.stats.blocked import PassStatistics
 

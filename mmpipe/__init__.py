@@ -4,12 +4,33 @@
 >>> result = mmpipe.fit("dataset.zarr", components=32, folds=5, out="results.zarr")
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mmpipe.errors import MmpipeError
-from mmpipe.fit import FitConfig, FitResult, PairResult, fit
-from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
-from mmpipe.io.results import list_runs, read_run
+
+if TYPE_CHECKING:
+    from mmpipe.engine import FitConfig, FitResult, PairResult, fit
+    from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
+    from mmpipe.io.results import list_runs, read_run
 
 __version__ = "0.1.0"
+
+# Imported on first use: dask.array alone takes seconds to import, and `mmpipe --help` or
+# `mmpipe config check` should not wait for it.
+_LAZY = {
+    "FitConfig": "mmpipe.engine",
+    "FitResult": "mmpipe.engine",
+    "PairResult": "mmpipe.engine",
+    "fit": "mmpipe.engine",
+    "Dataset": "mmpipe.io.dataset",
+    "open_dataset": "mmpipe.io.dataset",
+    "write_dataset": "mmpipe.io.dataset",
+    "list_runs": "mmpipe.io.results",
+    "read_run": "mmpipe.io.results",
+}
 
 __all__ = [
     "Dataset",
@@ -24,3 +45,11 @@ __all__ = [
     "read_run",
     "write_dataset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mmpipe' has no attribute {name!r}")

@@ -66,7 +66,7 @@ StorageOpt = Annotated[
 
 
 def _print_json(obj: Any) -> None:
-    from mmpipe.fit import to_json
+    from mmpipe.engine import to_json
 
     typer.echo(json.dumps(to_json(obj), indent=2))
 
@@ -290,7 +290,7 @@ def fit(
     """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass."""
     import mmpipe
     from mmpipe.cluster import ClusterSpec, dask_client
-    from mmpipe.fit import DEFAULT_ALPHAS
+    from mmpipe.defaults import DEFAULT_ALPHAS
 
     if solver not in ("normal", "tsqr"):
         raise ConfigError(f"--solver must be 'normal' or 'tsqr'. Got {solver!r}.")

@@ -71,7 +71,7 @@ def dask_client(spec: ClusterSpec | None = None, *, client: Any | None = None) -
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     spec = resolve(spec)
     if spec.address or spec.scheduler_file:
@@ -84,7 +84,20 @@ def dask_client(spec: ClusterSpec | None = None, *, client: Any | None = None) -
         finally:
             connected.close()
         return
-    cluster = LocalCluster(
+    cluster = start_local_cluster(spec)
+    try:
+        with Client(cluster, set_as_default=False) as local:
+            yield local
+    finally:
+        cluster.close()
+
+
+def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
+    """Start a LocalCluster on 127.0.0.1 as the spec says; the caller closes it."""
+    from distributed import LocalCluster
+
+    spec = resolve(spec)
+    return LocalCluster(
         n_workers=spec.workers or os.cpu_count() or 1,
         threads_per_worker=spec.threads_per_worker,
         memory_limit=spec.memory_limit,
@@ -92,9 +105,3 @@ def dask_client(spec: ClusterSpec | None = None, *, client: Any | None = None) -
         dashboard_address=":0" if spec.dashboard else None,
         host="127.0.0.1",
     )
-    local = Client(cluster, set_as_default=False)
-    try:
-        yield local
-    finally:
-        local.close()
-        cluster.close()

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmpipe.cluster import ClusterSpec
+from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError
-from mmpipe.fit import DEFAULT_ALPHAS, DEFAULT_COMPONENTS, FitConfig
+
+if TYPE_CHECKING:
+    from mmpipe.engine import FitConfig
 
 ComponentValue = int | float | None
 _COMPONENTS_ALLOWED = (
@@ -102,6 +105,8 @@ class RunConfig(BaseModel):
         return value
 
     def fit_config(self) -> FitConfig:
+        from mmpipe.engine import FitConfig
+
         return FitConfig(
             pairs=None
             if self.pairs is None

@@ -14,8 +14,8 @@ from sklearn.metrics import mean_squared_error, r2_score
 from sklearn.preprocessing import StandardScaler
 
 import mmpipe
+from mmpipe.engine import FitResult
 from mmpipe.errors import ConfigError, DataValueError
-from mmpipe.fit import FitResult
 from mmpipe.io.dataset import write_dataset
 from mmpipe.stats.folds import FoldPlan
 

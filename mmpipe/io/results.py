@@ -37,7 +37,7 @@ from mmpipe.errors import ResultsError, StoreNotFoundError
 from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
 
 if TYPE_CHECKING:
-    from mmpipe.fit import FitResult
+    from mmpipe.engine import FitResult
 
 RUNS = "runs"
 STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED = "running", "complete", "failed"
@@ -78,7 +78,7 @@ def check_writable(url: str | os.PathLike[str], *, storage_options: StorageOptio
 
 
 def _json(value: Any) -> Any:
-    from mmpipe.fit import to_json
+    from mmpipe.engine import to_json
 
     return to_json(value)
 

@@ -1,4 +1,4 @@
-"""``mmpipe.fit``: one pass of statistics, every model and metric, optionally written out.
+"""The engine behind ``mmpipe.fit``: one pass of statistics, every model and metric, written out.
 
 Data flows one way: dataset → fold plan → statistics pass → per split and pair: models from the
 training statistics, metrics from the validation statistics → chosen α → final models on all
@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
 from mmpipe.io.storage import StorageOptions
@@ -29,8 +30,6 @@ from mmpipe.models.transfer import check_alphas
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 
-DEFAULT_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
-DEFAULT_COMPONENTS = 32
 Components = int | float | None | Mapping[str, int | float | None]
 
 
