@@ -23,9 +23,10 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/mmpipe example mfeat $(DATA)/mfeat.zarr
 	$(BIN)/mmpipe inspect $(DATA)/mfeat.zarr
-	$(BIN)/mmpipe fit $(DATA)/mfeat.zarr --out $(DATA)/mfeat-results.zarr \
-		--pair fou:kar --pair kar:fou --pair pix:fac --pair fac:pix --pair zer:mor \
-		--components 16 --folds 5
+	# The main job: the Prefect flow on the embedded server with a LocalCluster.
+	$(BIN)/mmpipe run deploy/mfeat.yaml --set dataset=$(DATA)/mfeat.zarr \
+		--set results=$(DATA)/mfeat-results.zarr
+	$(BIN)/mmpipe runs $(DATA)/mfeat-results.zarr
 
 # pytest exits 5 when it collects no test: that is a failure here, never a pass.
 test: setup
