@@ -22,11 +22,13 @@ from prefect.tasks import exponential_backoff
 from mmpipe.cluster import dask_client
 from mmpipe.config import RunConfig
 from mmpipe.engine import (
+    CrossModal,
     FitResult,
     FittedModels,
     PairResult,
     Prepared,
     assemble,
+    cross_modal,
     evaluate,
     fit_models,
     new_run_id,
@@ -116,6 +118,38 @@ def run_evaluate(
     return pairs
 
 
+@task(name="scoring-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+def run_scoring_pass(
+    prepared: Prepared,
+    stats: PassStatistics,
+    models: FittedModels,
+    pairs: list[PairResult],
+    client: Any,
+) -> CrossModal:
+    tasks = cross_modal(prepared, stats, models, pairs, client=client)
+    logger = get_run_logger()
+    for c in tasks.classify:
+        cv = c.summary()["cv"]
+        logger.info(
+            "classify from %s: CV accuracy %.4f (chance %.4f) at α=%g",
+            c.name,
+            cv["accuracy"],
+            cv["chance"],
+            c.alpha,
+        )
+    for t in tasks.transfer:
+        s = t.summary()
+        logger.info(
+            "transfer %s → %s: CV accuracy %.4f (target's own %.4f) at α=%g",
+            t.source,
+            t.target,
+            s["cv"]["accuracy"],
+            s["target_cv"]["accuracy"],
+            t.alpha,
+        )
+    return tasks
+
+
 @task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
 def write_results(result: FitResult, config: RunConfig) -> FitResult:
     assert config.results is not None
@@ -147,6 +181,22 @@ def publish_artifact(result: FitResult) -> None:
         table=rows,
         description=f"mmpipe fit of {result.dataset}, run {result.run_id}; results: {where}",
     )
+    if result.classify or result.transfer:
+        task_rows = [
+            {"task": "classify", "features": c.name, "alpha": c.alpha}
+            | {k: round(v, 6) for k, v in c.summary()["cv"].items() if k != "accuracy_folds"}
+            for c in result.classify
+        ] + [
+            {"task": "transfer", "features": f"{t.source} → {t.target}", "alpha": t.alpha}
+            | {k: round(v, 6) for k, v in t.summary()["cv"].items() if k != "accuracy_folds"}
+            | {"target_accuracy": round(t.summary()["target_cv"]["accuracy"], 6)}
+            for t in result.transfer
+        ]
+        create_table_artifact(
+            key="mmpipe-fit-tasks",
+            table=task_rows,
+            description=f"Cross-modal tasks of run {result.run_id}: CV metrics at the chosen α",
+        )
     create_markdown_artifact(
         key="mmpipe-fit-results",
         markdown=f"**mmpipe run** `{result.run_id}`\n\n- dataset: `{result.dataset}`\n"
@@ -178,7 +228,12 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
         stats = run_statistics_pass(prepared, client)
         models = run_fit_models(prepared, stats, client)
         pairs = run_evaluate(prepared, stats, models)
-    result = assemble(prepared, stats, models, pairs, timings={})
+        tasks = (
+            run_scoring_pass(prepared, stats, models, pairs, client)
+            if prepared.config.scoring
+            else CrossModal()
+        )
+    result = assemble(prepared, stats, models, pairs, timings={}, tasks=tasks)
     if config.results is not None:
         result = write_results(result, config)
     publish_artifact(result)

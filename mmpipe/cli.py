@@ -284,10 +284,26 @@ def fit(
         bool,
         typer.Option("--in-process", help="No cluster: Dask threads in this process (small data)."),
     ] = False,
+    classify: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Classify the labels from these modalities' fused scores, e.g. image or "
+            "image+text (repeat)."
+        ),
+    ] = None,
+    transfer: Annotated[
+        bool,
+        typer.Option(
+            "--transfer",
+            help="Apply each pair target's classifier to the source mapped through W.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass."""
+    """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass.
+
+    With --classify or --transfer, one more pass scores the cross-modal tasks."""
     import mmpipe
     from mmpipe.cluster import ClusterSpec, dask_client
     from mmpipe.defaults import DEFAULT_ALPHAS
@@ -307,6 +323,8 @@ def fit(
         out=out,
         storage_options=options,
         results_storage_options=options,
+        classify=classify or None,
+        transfer=transfer,
     )
     if in_process:
         result = mmpipe.fit(store, **kwargs)
@@ -362,6 +380,32 @@ def print_fit(result: Any) -> None:
             f"{s['cca_validation'][0]:.3f}" if s["cca_validation"] else "-",
         )
     console.print(table)
+    if result.classify:
+        tasks = Table(title="Classification (ridge classifier on PCA scores)")
+        for col in ("features", "α", "accuracy", "balanced acc.", "macro F1", "chance"):
+            tasks.add_column(col, justify="right")
+        for c in result.classify:
+            cv = c.summary()["cv"]
+            tasks.add_row(
+                c.name,
+                f"{c.alpha:g}",
+                *(f"{cv[k]:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1", "chance")),
+            )
+        console.print(tasks)
+    if result.transfer:
+        moved = Table(title="Transfer: target's classifier on source mapped through W")
+        for col in ("source → target", "α", "accuracy", "target's own", "chance"):
+            moved.add_column(col, justify="right")
+        for t in result.transfer:
+            s = t.summary()
+            moved.add_row(
+                f"{t.source} → {t.target}",
+                f"{t.alpha:g}",
+                f"{s['cv']['accuracy']:.4f}",
+                f"{s['target_cv']['accuracy']:.4f}",
+                f"{s['cv']['chance']:.4f}",
+            )
+        console.print(moved)
     console.print(
         f"run {result.run_id}"
         + (f" written to {result.results}" if result.results else " (not written: no --out)")

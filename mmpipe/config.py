@@ -87,6 +87,13 @@ class RunConfig(BaseModel):
     solver: Literal["normal", "tsqr"] = Field("normal", description="Ridge solver.")
     cca_reg: Annotated[float, Field(ge=0)] = Field(1e-3, description="CCA ridge term.")
     chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="Dask row block.")
+    classify: list[str] = Field(
+        default_factory=list,
+        description="Feature sets to classify the labels from: modality or a+b (fused).",
+    )
+    transfer: bool = Field(
+        False, description="Each pair target's classifier applied to the source mapped by W."
+    )
     cluster: ClusterConfig = Field(ClusterConfig(), description="Where to compute.")
 
     @field_validator("components", mode="before")
@@ -119,6 +126,8 @@ class RunConfig(BaseModel):
             solver=self.solver,
             cca_reg=self.cca_reg,
             chunk_rows=self.chunk_rows,
+            classify=tuple(tuple(f.split("+")) for f in self.classify),
+            transfer=self.transfer,
         )
 
 

@@ -20,6 +20,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mmpipe.crossmodal import (
+    ClassifyResult,
+    TransferResult,
+    classify_scorer,
+    fit_classifier,
+    transfer_scorer,
+)
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
@@ -29,6 +36,7 @@ from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
+from mmpipe.stats.scoring import LinearScorer, compute_confusions
 
 Components = int | float | None | Mapping[str, int | float | None]
 
@@ -56,12 +64,22 @@ class FitConfig:
     """Ridge term added to each side's score covariance in CCA."""
     chunk_rows: int | None = None
     """Dask row block size; None lets open_dataset choose from the store chunks."""
+    classify: tuple[tuple[str, ...], ...] = ()
+    """Feature sets to classify the labels from, each one or more modalities (fused scores)."""
+    transfer: bool = False
+    """For every pair source → target: the target's classifier on source rows mapped by W."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["pairs"] = None if self.pairs is None else [list(p) for p in self.pairs]
         out["alphas"] = list(self.alphas)
+        out["classify"] = [list(f) for f in self.classify]
         return out
+
+    @property
+    def scoring(self) -> bool:
+        """Whether the fit needs the scoring pass."""
+        return bool(self.classify) or self.transfer
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +176,10 @@ class FitResult:
     """Where the run was written (None if not written)."""
     started: str = ""
     classes: np.ndarray | None = None
+    classify: list[ClassifyResult] = field(default_factory=list)
+    """Classification from (fused) modalities, in the order asked."""
+    transfer: list[TransferResult] = field(default_factory=list)
+    """Cross-modal transfer, one per pair (when asked)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def pair(self, source: str, target: str) -> PairResult:
@@ -184,6 +206,8 @@ class FitResult:
                 for name, m in self.modalities.items()
             },
             "pairs": [p.summary() for p in self.pairs],
+            "classify": [c.summary() for c in self.classify],
+            "transfer": [t.summary() for t in self.transfer],
             "timings": self.timings,
             "fingerprint": self.fingerprint,
         }
@@ -213,6 +237,27 @@ def parse_pairs(
             out.append((source, target))
     if not out:
         raise ConfigError("No pairs given: name at least one SOURCE:TARGET or leave pairs unset.")
+    return tuple(out)
+
+
+def parse_feature_sets(
+    sets: Iterable[str | Sequence[str]] | None, names: Sequence[str]
+) -> tuple[tuple[str, ...], ...]:
+    """Normalize 'a+b' strings or sequences of modality names; checks every name."""
+    out: list[tuple[str, ...]] = []
+    for item in sets or ():
+        parts = item.split("+") if isinstance(item, str) else list(item)
+        features = tuple(str(p).strip() for p in parts)
+        for name in features:
+            if name not in names:
+                raise ConfigError(
+                    f"classify feature set {'+'.join(features)!r} names modality {name!r}, "
+                    f"which the dataset does not have (modalities: {', '.join(names)})."
+                )
+        if len(set(features)) != len(features) or not features:
+            raise ConfigError(f"classify feature set {item!r} repeats a modality or is empty.")
+        if features not in out:
+            out.append(features)
     return tuple(out)
 
 
@@ -291,6 +336,13 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
             and not (isinstance(spec, float) and 0.0 < spec < 1.0)
         ):
             raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
+    parse_feature_sets(config.classify, ds.names)
+    if config.scoring and ds.labels is None:
+        asked = "classify" if config.classify else "transfer"
+        raise ConfigError(
+            f"{asked} needs labels, but {ds.url!r} has no 'labels' array: add labels (n,) "
+            "integer classes to the dataset, or drop the classification options."
+        )
     return parse_pairs(config.pairs, ds.names)
 
 
@@ -311,6 +363,8 @@ def fit(
     storage_options: StorageOptions | None = None,
     results_storage_options: StorageOptions | None = None,
     plan: FoldPlan | None = None,
+    classify: Iterable[str | Sequence[str]] | None = None,
+    transfer: bool = False,
 ) -> FitResult:
     """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
 
@@ -318,6 +372,10 @@ def fit(
     (see :mod:`mmpipe.io.results`). ``client`` is a ``distributed.Client``; without one the
     current Dask scheduler is used. ``plan`` replaces the K-fold/hold-out plan with splits of
     your own (:class:`~mmpipe.stats.folds.FoldPlan`).
+
+    ``classify`` lists feature sets ("image", "image+text") to classify the labels from;
+    ``transfer=True`` applies each pair target's classifier to the source's rows mapped through
+    W. Both are scored in one more pass over the data.
     """
     config = FitConfig(
         pairs=None
@@ -334,6 +392,10 @@ def fit(
         solver=solver,
         cca_reg=cca_reg,
         chunk_rows=chunk_rows,
+        classify=tuple(
+            tuple(c.split("+")) if isinstance(c, str) else tuple(c) for c in classify or ()
+        ),
+        transfer=transfer,
     )
     return fit_config(
         dataset,
@@ -385,7 +447,10 @@ def fit_config(
     lap("models")
     pairs = evaluate(prepared, stats, models)
     lap("evaluate")
-    result = assemble(prepared, stats, models, pairs, timings)
+    tasks = cross_modal(prepared, stats, models, pairs, client=client)
+    if config.scoring:
+        lap("scoring_pass")
+    result = assemble(prepared, stats, models, pairs, timings, tasks)
     if out is None:
         return result
     from mmpipe.io.results import write_run
@@ -442,7 +507,8 @@ def prepare(
         from mmpipe.io.results import check_writable
 
         check_writable(out, storage_options=results_storage_options)
-    names = [n for n in ds.names if any(n in p for p in pair_list)]
+    used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
+    names = [n for n in ds.names if n in used]
     labels = read_labels(ds, client)
     if plan is None:
         plan = make_plan(ds, config, labels)
@@ -572,6 +638,92 @@ def evaluate(prepared: Prepared, stats: PassStatistics, models: FittedModels) ->
     return pairs
 
 
+@dataclass(frozen=True, eq=False)
+class CrossModal:
+    """Results of the cross-modal tasks (empty when none was asked)."""
+
+    classify: list[ClassifyResult] = field(default_factory=list)
+    transfer: list[TransferResult] = field(default_factory=list)
+
+
+def cross_modal(
+    prepared: Prepared,
+    stats: PassStatistics,
+    models: FittedModels,
+    pairs: list[PairResult],
+    *,
+    client: object | None = None,
+) -> CrossModal:
+    """Classifiers from the statistics, then one scoring pass for every task, split and α."""
+    config, plan = prepared.config, prepared.plan
+    if not config.scoring:
+        return CrossModal()
+    if prepared.labels is None or stats.classes is None:
+        raise ConfigError("classify and transfer need labels in the dataset.")
+    widths = prepared.dataset.widths
+    comps = {n: _components_for(config, n, widths[n]) for n in prepared.names}
+    train = [plan.splits[s][0] for s in range(plan.n_splits)]
+
+    scorers: list[LinearScorer] = []
+    classifiers: dict[tuple[str, ...], list[Any]] = {}
+    for features in parse_feature_sets(config.classify, prepared.dataset.names):
+        per_split = [
+            fit_classifier(stats, features, groups, comps, config.alphas) for groups in train
+        ]
+        classifiers[features] = per_split
+        scorers.append(classify_scorer("classify:" + "+".join(features), per_split))
+    if config.transfer:
+        for pair in pairs:
+            key = (pair.source, pair.target)
+            split_pairs = [models.split_models[(s, key)] for s in range(plan.n_splits)]
+            targets = [
+                fit_classifier(
+                    stats, [pair.target], groups, comps, config.alphas, pcas=[m.target_pca]
+                )
+                for groups, m in zip(train, split_pairs, strict=True)
+            ]
+            name = f"{pair.source}--{pair.target}"
+            scorers.append(
+                transfer_scorer("transfer:" + name, split_pairs, targets, pair.alpha_index, *key)
+            )
+            scorers.append(classify_scorer("own:" + name, targets))
+
+    codes = np.searchsorted(stats.classes, prepared.labels)
+    confusion = compute_confusions(
+        prepared.dataset, plan, codes, stats.classes.size, scorers, client=client
+    )
+    alphas = np.asarray(config.alphas)
+
+    def best(matrices: np.ndarray) -> int:
+        correct = np.trace(matrices, axis1=2, axis2=3) / matrices.sum(axis=(2, 3))
+        return int(np.argmax(correct.mean(axis=0)))
+
+    classify = []
+    for features in classifiers:
+        matrices = confusion["classify:" + "+".join(features)]
+        final = fit_classifier(stats, features, None, comps, config.alphas)
+        classify.append(
+            ClassifyResult(features, alphas, stats.classes, matrices, best(matrices), final)
+        )
+    transfer = []
+    if config.transfer:
+        for pair in pairs:
+            name = f"{pair.source}--{pair.target}"
+            own = confusion["own:" + name]
+            transfer.append(
+                TransferResult(
+                    source=pair.source,
+                    target=pair.target,
+                    alphas=alphas,
+                    map_alpha=pair.alpha,
+                    confusion=confusion["transfer:" + name],
+                    target_confusion=own,
+                    alpha_index=best(own),
+                )
+            )
+    return CrossModal(classify, transfer)
+
+
 def new_run_id() -> str:
     """Sortable by time, unique across concurrent runs."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
@@ -583,8 +735,10 @@ def assemble(
     models: FittedModels,
     pairs: list[PairResult],
     timings: dict[str, float],
+    tasks: CrossModal | None = None,
 ) -> FitResult:
     """The FitResult with a fresh run id (not yet written)."""
+    tasks = tasks or CrossModal()
     return FitResult(
         config=prepared.config,
         dataset=prepared.dataset.url,
@@ -597,6 +751,8 @@ def assemble(
         run_id=new_run_id(),
         started=prepared.started,
         classes=stats.classes,
+        classify=tasks.classify,
+        transfer=tasks.transfer,
     )
 
 

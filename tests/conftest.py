@@ -12,22 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_views
 
 from mmpipe.io.dataset import write_dataset
-
-
-def make_views(
-    n: int = 240, widths: tuple[int, ...] = (7, 5, 4), *, seed: int = 0, classes: int = 3
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Correlated views of n rows from shared latent factors, plus labels."""
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, 3))
-    views = {}
-    for i, w in enumerate(widths):
-        load = rng.standard_normal((3, w))
-        views[f"m{i}"] = z @ load + 0.5 * rng.standard_normal((n, w)) + rng.normal(0, 3, w)
-    labels = np.argmax(z @ rng.standard_normal((3, classes)), axis=1).astype(np.int64)
-    return views, labels
 
 
 @pytest.fixture

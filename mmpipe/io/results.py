@@ -12,6 +12,11 @@
                                      target_component); procrustes_r2 (split);
                                      cca_correlations, cca_source_weights, ...;
                                      source_*/target_* scaler and PCA of the pair's rows
+        classify/<a+b>/              alphas (alpha); classes (class); confusion (split, alpha,
+                                     true_class, predicted_class); coef (alpha, feature_component,
+                                     class); intercept (alpha, class) of the final classifier
+        transfer/<source>--<target>/ alphas; confusion, target_confusion (split, alpha,
+                                     true_class, predicted_class)
 
 A run is written under a fresh id with status "running"; only its last write sets status
 "complete" and adds it to the store's list of runs. A failed run is marked "failed" and never
@@ -216,6 +221,31 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
         _array(g, "cca_validation_correlations", p.cca_correlations, ["split", "canonical_cv"])
         _write_pca(g, "source_", ms.source_pca, "source_feature", "source_component")
         _write_pca(g, "target_", ms.target_pca, "target_feature", "target_component")
+    cells = ["split", "alpha", "true_class", "predicted_class"]
+    if result.classify:
+        tasks = run.create_group("classify")
+        for c in result.classify:
+            g = tasks.create_group(c.name)
+            g.attrs.update(_json({"features": list(c.features), "alpha": c.alpha}))
+            _array(g, "alphas", c.alphas, ["alpha"])
+            _array(g, "classes", c.classes, ["class"])
+            _array(g, "confusion", c.confusion.astype(np.int64), cells)
+            model = c.model.model
+            _array(g, "coef", model.coef_, ["alpha", "feature_component", "class"])
+            _array(g, "intercept", model.intercept_, ["alpha", "class"])
+    if result.transfer:
+        moved = run.create_group("transfer")
+        for t in result.transfer:
+            g = moved.create_group(pair_key(t.source, t.target))
+            g.attrs.update(
+                _json(
+                    {"source": t.source, "target": t.target, "alpha": t.alpha,
+                     "map_alpha": t.map_alpha}
+                )
+            )  # fmt: skip
+            _array(g, "alphas", t.alphas, ["alpha"])
+            _array(g, "confusion", t.confusion.astype(np.int64), cells)
+            _array(g, "target_confusion", t.target_confusion.astype(np.int64), cells)
 
 
 def list_runs(

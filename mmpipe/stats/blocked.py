@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import dask.array as da
@@ -197,10 +198,23 @@ def statistics_graph(
         task([m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i], n_classes)
         for i in range(len(folds))
     ]
-    merge_task = delayed(merge_results, pure=True)
+    return tree_reduce(parts, merge_results, split_every)
+
+
+def tree_reduce(parts: list[Delayed], combine: Any, split_every: int) -> Delayed:
+    """Combine per-block results in a tree of fan-in ``split_every`` (bounded memory per task)."""
+    step = delayed(combine, pure=True)
     while len(parts) > 1:
-        parts = [merge_task(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+        parts = [step(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
     return parts[0]
+
+
+def compute_on(graph: Delayed, client: object | None) -> Any:
+    """Compute a delayed result on ``client`` if given, else on the current Dask scheduler."""
+    if client is not None:
+        return client.compute(graph).result()  # type: ignore[attr-defined]
+    (result,) = dask.compute(graph)
+    return result
 
 
 def compute_statistics(
@@ -218,10 +232,7 @@ def compute_statistics(
     classes = None if labels is None else np.unique(labels)
     codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
     graph = statistics_graph(ds, plan, names, codes, 0 if classes is None else classes.size)
-    if client is not None:
-        result: BlockResult = client.compute(graph).result()  # type: ignore[attr-defined]
-    else:
-        (result,) = dask.compute(graph)
+    result: BlockResult = compute_on(graph, client)
     layout = Layout(
         tuple(names),
         tuple(ds.widths[n] for n in names),

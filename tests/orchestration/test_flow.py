@@ -30,12 +30,20 @@ def test_flow_local_cluster_equals_fit(
             "components": 3,
             "folds": 4,
             "alphas": [0.5, 5.0],
+            "classify": ["m0+m1"],
+            "transfer": True,
             "cluster": {"workers": 2, "memory_limit": "2GiB"},
         }
     )
     summary = mmpipe_fit(config)
     reference = mmpipe.fit(
-        small_store, pairs=["m0:m1", "m2:m0"], components=3, folds=4, alphas=(0.5, 5.0)
+        small_store,
+        pairs=["m0:m1", "m2:m0"],
+        components=3,
+        folds=4,
+        alphas=(0.5, 5.0),
+        classify=["m0+m1"],
+        transfer=True,
     )
     assert summary["results"].startswith(str(out))
     run = mmpipe.read_run(out)  # complete, or it raises
@@ -48,10 +56,17 @@ def test_flow_local_cluster_equals_fit(
         rtol=1e-10,
     )
 
+    assert summary["classify"] == reference.summary()["classify"]
+    assert summary["transfer"] == reference.summary()["transfer"]
+    np.testing.assert_array_equal(
+        run["classify/m0+m1/confusion"][...],  # type: ignore[index]
+        reference.classify[0].confusion,
+    )
+
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts()
         keys = {a.key for a in artifact}
-    assert "mmpipe-fit-pairs" in keys
+    assert {"mmpipe-fit-pairs", "mmpipe-fit-tasks", "mmpipe-fit-results"} <= keys
 
 
 def test_local_workers_do_not_import_prefect(small_store: str) -> None:

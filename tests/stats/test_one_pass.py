@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import zarr.storage
+from helpers import CountingStore
 
 import mmpipe
 from mmpipe.io.synth import SynthSpec, synthesize
-
-
-class CountingStore(zarr.storage.WrapperStore[zarr.storage.LocalStore]):
-    """Counts reads per key (threaded scheduler: the counter lives in this process)."""
-
-    def __init__(self, store: zarr.storage.LocalStore) -> None:
-        super().__init__(store)
-        self.reads: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
-        with self._lock:
-            self.reads[key] += 1
-        return await self._store.get(key, prototype, byte_range)
 
 
 def test_fit_reads_every_chunk_once(tmp_path: Path) -> None:

@@ -1,0 +1,38 @@
+"""Helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import zarr.storage
+
+
+def make_views(
+    n: int = 240, widths: tuple[int, ...] = (7, 5, 4), *, seed: int = 0, classes: int = 3
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Correlated views of n rows from shared latent factors, plus labels."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 3))
+    views = {}
+    for i, w in enumerate(widths):
+        load = rng.standard_normal((3, w))
+        views[f"m{i}"] = z @ load + 0.5 * rng.standard_normal((n, w)) + rng.normal(0, 3, w)
+    labels = np.argmax(z @ rng.standard_normal((3, classes)), axis=1).astype(np.int64)
+    return views, labels
+
+
+class CountingStore(zarr.storage.WrapperStore[zarr.storage.LocalStore]):
+    """Counts reads per key (threaded scheduler: the counter lives in this process)."""
+
+    def __init__(self, store: zarr.storage.LocalStore) -> None:
+        super().__init__(store)
+        self.reads: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        with self._lock:
+            self.reads[key] += 1
+        return await self._store.get(key, prototype, byte_range)

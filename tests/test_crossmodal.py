@@ -1,0 +1,245 @@
+"""Classification from fused modalities and cross-modal transfer, against scikit-learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr.storage
+from helpers import CountingStore, make_views
+from sklearn.decomposition import PCA
+from sklearn.linear_model import Ridge, RidgeClassifier
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+)
+from sklearn.preprocessing import StandardScaler
+
+import mmpipe
+from mmpipe.engine import FitResult
+from mmpipe.errors import ConfigError
+from mmpipe.io.synth import SynthSpec, synthesize
+from mmpipe.models.classify import RidgeClassifierPath, classification_metrics
+from mmpipe.stats.moments import Moments
+
+Views = tuple[dict[str, np.ndarray], np.ndarray]
+ALPHAS = (0.01, 1.0, 100.0)
+K = {"m0": 4, "m1": 3, "m2": 3}
+
+
+def sk_scores(train: np.ndarray, other: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    scaler = StandardScaler().fit(train)
+    pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(scaler.transform(train))
+    return pca.transform(scaler.transform(train)), pca.transform(scaler.transform(other))
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_ridge_classifier_path_equals_sklearn(n_classes: int) -> None:
+    rng = np.random.default_rng(n_classes)
+    x = rng.standard_normal((300, 5)) + rng.normal(0, 2, 5)
+    y = np.argmax(
+        x @ rng.standard_normal((5, n_classes)) + rng.standard_normal((300, n_classes)), 1
+    )
+    onehot = np.eye(n_classes)[y]
+    path = RidgeClassifierPath(ALPHAS).fit_moments(Moments.from_rows(np.hstack([x, onehot])), 5)
+    for i, alpha in enumerate(ALPHAS):
+        reference = RidgeClassifier(alpha=alpha).fit(x, y)
+        np.testing.assert_array_equal(path.predict_codes(x, i), reference.predict(x))
+        ours = path.decision_function(x, i)
+        theirs = reference.decision_function(x)
+        if n_classes == 2:
+            np.testing.assert_allclose(ours[:, 1], theirs, rtol=1e-8, atol=1e-10)
+            np.testing.assert_allclose(ours[:, 0], -theirs, rtol=1e-8, atol=1e-10)
+        else:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-8, atol=1e-10)
+
+
+def test_metrics_equal_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 5, 200)
+    predicted = np.where(rng.random(200) < 0.6, truth, rng.integers(0, 4, 200))  # 4 never guessed
+    confusion = confusion_matrix(truth, predicted, labels=range(5))
+    got = classification_metrics(confusion)
+    assert got["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert got["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(truth, predicted))
+    assert got["macro_f1"] == pytest.approx(
+        f1_score(truth, predicted, average="macro", zero_division=0)
+    )
+    assert got["chance"] == pytest.approx(np.bincount(truth).max() / truth.size)
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory: pytest.TempPathFactory) -> tuple[FitResult, Views]:
+    views, labels = make_views(n=300, classes=4, seed=4)
+    store = mmpipe.write_dataset(
+        tmp_path_factory.mktemp("tasks") / "d.zarr", views, labels=labels, chunk_rows=64
+    )
+    result = mmpipe.fit(
+        store, pairs=["m1:m0", "m0:m2"], components=K, alphas=ALPHAS, folds=4, seed=2,
+        classify=["m0", "m1+m2"], transfer=True,
+    )  # fmt: skip
+    return result, (views, labels)
+
+
+def test_classify_every_fold_and_alpha_equals_sklearn(tasks: tuple[FitResult, Views]) -> None:
+    result, (views, labels) = tasks
+    assert [c.features for c in result.classify] == [("m0",), ("m1", "m2")]
+    for task in result.classify:
+        for split in range(result.plan.n_splits):
+            tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
+            parts = [sk_scores(views[n][tr], views[n][va], K[n]) for n in task.features]
+            f_tr = np.hstack([p[0] for p in parts])
+            f_va = np.hstack([p[1] for p in parts])
+            for a, alpha in enumerate(ALPHAS):
+                predicted = RidgeClassifier(alpha=alpha).fit(f_tr, labels[tr]).predict(f_va)
+                expected = confusion_matrix(labels[va], predicted, labels=range(4))
+                np.testing.assert_array_equal(task.confusion[split, a], expected)
+        mean_acc = task.confusion.trace(axis1=2, axis2=3).sum(0) / task.confusion.sum((0, 2, 3))
+        assert task.summary()["cv"]["accuracy"] <= 1.0
+        assert task.alpha in ALPHAS
+        assert mean_acc.shape == (len(ALPHAS),)
+
+
+def test_transfer_equals_sklearn(tasks: tuple[FitResult, Views]) -> None:
+    result, (views, labels) = tasks
+    for moved in result.transfer:
+        pair = result.pair(moved.source, moved.target)
+        assert moved.map_alpha == pair.alpha
+        xs, xt = views[moved.source], views[moved.target]
+        for split in range(result.plan.n_splits):
+            tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
+            s_tr, s_va = sk_scores(xs[tr], xs[va], K[moved.source])
+            t_tr, t_va = sk_scores(xt[tr], xt[va], K[moved.target])
+            mapped = Ridge(alpha=pair.alpha).fit(s_tr, t_tr).predict(s_va)
+            for a, alpha in enumerate(ALPHAS):
+                classifier = RidgeClassifier(alpha=alpha).fit(t_tr, labels[tr])
+                np.testing.assert_array_equal(
+                    moved.confusion[split, a],
+                    confusion_matrix(labels[va], classifier.predict(mapped), labels=range(4)),
+                )
+                np.testing.assert_array_equal(
+                    moved.target_confusion[split, a],
+                    confusion_matrix(labels[va], classifier.predict(t_va), labels=range(4)),
+                )
+    summary = result.summary()
+    assert {t["source"] for t in summary["transfer"]} == {"m1", "m0"}
+    assert set(summary["transfer"][0]["cv"]) >= {"accuracy", "balanced_accuracy", "macro_f1"}
+
+
+def test_final_classifier_equals_sklearn_on_all_rows(tasks: tuple[FitResult, Views]) -> None:
+    result, (views, labels) = tasks
+    task = result.classify[1]
+    parts = [sk_scores(views[n], views[n], K[n])[0] for n in task.features]
+    reference = RidgeClassifier(alpha=task.alpha).fit(np.hstack(parts), labels)
+    ours = task.model.scores([views[n] for n in task.features])
+    np.testing.assert_array_equal(
+        task.model.model.predict_codes(ours, task.alpha_index), reference.predict(np.hstack(parts))
+    )
+
+
+def confusions(result: FitResult) -> list[np.ndarray]:
+    return [c.confusion for c in result.classify] + [t.confusion for t in result.transfer]
+
+
+@pytest.mark.slow
+def test_independent_of_chunking_and_workers(small_store: str, local_client: Any) -> None:
+    settings: dict[str, Any] = {
+        "pairs": ["m0:m1"], "components": 3, "folds": 3, "classify": ["m0+m2"], "transfer": True
+    }  # fmt: skip
+    base = confusions(mmpipe.fit(small_store, **settings))
+    for other in (
+        mmpipe.fit(small_store, chunk_rows=37, **settings),
+        mmpipe.fit(small_store, client=local_client, **settings),
+    ):
+        for a, b in zip(base, confusions(other), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_masked_rows_are_not_scored(tmp_path: Path) -> None:
+    url = synthesize(
+        tmp_path / "m.zarr",
+        SynthSpec(rows=600, modalities={"a": 6, "b": 5}, classes=3, missing_fraction=0.2),
+    )
+    result = mmpipe.fit(url, components=3, folds=3, classify=["a", "a+b"], transfer=True)
+    ds = mmpipe.open_dataset(url)
+    a = np.asarray(ds.masks["a"].compute())
+    b = np.asarray(ds.masks["b"].compute())
+    assert result.classify[0].confusion[:, 0].sum() == a.sum()
+    assert result.classify[1].confusion[:, 0].sum() == (a & b).sum()
+    assert result.transfer[0].confusion[:, 0].sum() == (a & b).sum()
+
+
+def test_scoring_is_one_more_pass(tmp_path: Path) -> None:
+    url = synthesize(
+        tmp_path / "d.zarr", SynthSpec(rows=1200, modalities={"a": 6, "b": 5}, classes=3,
+                                      chunk_rows=200),
+    )  # fmt: skip
+    store = CountingStore(zarr.storage.LocalStore(url, read_only=True))
+    mmpipe.fit(store, folds=4, components=3, classify=["a", "a+b"], transfer=True)
+    chunk_reads = {k: v for k, v in store.reads.items() if "/c/" in k}
+    data = {k: v for k, v in chunk_reads.items() if k.startswith("modalities/")}
+    assert len(data) == 2 * 6
+    assert set(data.values()) == {2}  # the statistics pass and the scoring pass
+    assert set(v for k, v in chunk_reads.items() if k.startswith("labels/")) == {1}
+
+
+def test_tasks_need_labels(tmp_path: Path) -> None:
+    views, _ = make_views(n=60)
+    store = mmpipe.write_dataset(tmp_path / "nolabels.zarr", views)
+    with pytest.raises(ConfigError, match="classify needs labels"):
+        mmpipe.fit(store, classify=["m0"], folds=3, components=2)
+    with pytest.raises(ConfigError, match="names modality 'zz'"):
+        mmpipe.fit(store, classify=["m0+zz"], folds=3, components=2)
+
+
+def test_written_to_the_results_store(small_store: str, tmp_path: Path) -> None:
+    import xarray as xr
+
+    out = tmp_path / "r.zarr"
+    result = mmpipe.fit(
+        small_store, pairs=["m0:m1"], components=3, folds=3, classify=["m0+m2"], transfer=True,
+        out=out,
+    )  # fmt: skip
+    run = mmpipe.read_run(out)
+    np.testing.assert_array_equal(
+        run["classify/m0+m2/confusion"][...],
+        result.classify[0].confusion,  # type: ignore[index]
+    )
+    np.testing.assert_array_equal(
+        run["transfer/m0--m1/target_confusion"][...],  # type: ignore[index]
+        result.transfer[0].target_confusion,
+    )
+    ds = xr.open_zarr(out, group=f"runs/{result.run_id}/classify/m0+m2", consolidated=False)
+    assert ds["confusion"].dims == ("split", "alpha", "true_class", "predicted_class")
+    assert dict(run.attrs)["summary"]["classify"][0]["features"] == ["m0", "m2"]
+
+
+def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmpipe.cli import app
+    from mmpipe.config import load_config
+
+    args = ["fit", small_store, "--in-process", "--components", "2", "--folds", "3",
+            "--pair", "m0:m1", "--classify", "m0", "--classify", "m1+m2", "--transfer"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert [c["features"] for c in info["classify"]] == [["m0"], ["m1", "m2"]]
+    assert len(info["classify"][0]["cv"]["accuracy_folds"]) == 3
+    assert info["transfer"][0]["source"] == "m0"
+    assert "target_cv" in info["transfer"][0]
+    table = CliRunner().invoke(app, args)
+    assert "Classification" in table.stdout
+    assert "Transfer" in table.stdout
+    config = load_config({"dataset": small_store, "classify": ["m0", "m1+m2"], "transfer": True})
+    assert config.fit_config().classify == (("m0",), ("m1", "m2"))
+    bad = CliRunner().invoke(app, ["fit", small_store, "--in-process", "--classify", "m0+q"])
+    assert bad.exit_code == 2
+    assert "names modality 'q'" in bad.stderr
