@@ -147,6 +147,16 @@ def run_scoring_pass(
             s["target_cv"]["accuracy"],
             t.alpha,
         )
+    for r in tasks.retrieval:
+        s = r.summary()
+        logger.info(
+            "retrieval %s → %s: recall@1 %.3f (→), %.3f (←), median rank %g (→)",
+            r.source,
+            r.target,
+            s["source_to_target"]["recall@1"],
+            s["target_to_source"]["recall@1"],
+            s["source_to_target"]["median_rank"],
+        )
     return tasks
 
 
@@ -181,7 +191,7 @@ def publish_artifact(result: FitResult) -> None:
         table=rows,
         description=f"mmpipe fit of {result.dataset}, run {result.run_id}; results: {where}",
     )
-    if result.classify or result.transfer:
+    if result.classify or result.transfer or result.retrieval:
         task_rows = [
             {"task": "classify", "features": c.name, "alpha": c.alpha}
             | {k: round(v, 6) for k, v in c.summary()["cv"].items() if k != "accuracy_folds"}
@@ -191,6 +201,12 @@ def publish_artifact(result: FitResult) -> None:
             | {k: round(v, 6) for k, v in t.summary()["cv"].items() if k != "accuracy_folds"}
             | {"target_accuracy": round(t.summary()["target_cv"]["accuracy"], 6)}
             for t in result.transfer
+        ]
+        task_rows += [
+            {"task": "retrieval", "features": f"{r.source} → {r.target}", "alpha": r.map_alpha}
+            | {f"{k} →": round(v, 6) for k, v in r.summary()["source_to_target"].items()}
+            | {f"{k} ←": round(v, 6) for k, v in r.summary()["target_to_source"].items()}
+            for r in result.retrieval
         ]
         create_table_artifact(
             key="mmpipe-fit-tasks",

@@ -298,12 +298,19 @@ def fit(
             help="Apply each pair target's classifier to the source mapped through W.",
         ),
     ] = False,
+    retrieve: Annotated[
+        bool,
+        typer.Option("--retrieve", help="Cross-modal retrieval for every pair, both directions."),
+    ] = False,
+    retrieval_rows: Annotated[
+        int, typer.Option(help="Validation rows ranked per split and pair in retrieval (0: all).")
+    ] = 5000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
     """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass.
 
-    With --classify or --transfer, one more pass scores the cross-modal tasks."""
+    With --classify, --transfer or --retrieve, one more pass scores the cross-modal tasks."""
     import mmpipe
     from mmpipe.cluster import ClusterSpec, dask_client
     from mmpipe.defaults import DEFAULT_ALPHAS
@@ -325,6 +332,8 @@ def fit(
         results_storage_options=options,
         classify=classify or None,
         transfer=transfer,
+        retrieval=retrieve,
+        retrieval_rows=retrieval_rows or None,
     )
     if in_process:
         result = mmpipe.fit(store, **kwargs)
@@ -346,6 +355,7 @@ def fit(
 
 
 def print_fit(result: Any) -> None:
+    import numpy as np
     from rich.console import Console
     from rich.table import Table
 
@@ -406,6 +416,21 @@ def print_fit(result: Any) -> None:
                 f"{s['cv']['chance']:.4f}",
             )
         console.print(moved)
+    if result.retrieval:
+        found = Table(title="Retrieval: source mapped through W ranks the target's rows (cosine)")
+        for col in ("source → target", "rows/split", "R@1 →", "R@10 →", "med. rank →",
+                    "R@1 ←", "R@10 ←", "med. rank ←"):  # fmt: skip
+            found.add_column(col, justify="right")
+        for r in result.retrieval:
+            s = r.summary()
+            fw, bw = s["source_to_target"], s["target_to_source"]
+            found.add_row(
+                f"{r.source} → {r.target}",
+                f"{np.mean(s['rows_per_split']):.0f}",
+                f"{fw['recall@1']:.3f}", f"{fw['recall@10']:.3f}", f"{fw['median_rank']:g}",
+                f"{bw['recall@1']:.3f}", f"{bw['recall@10']:.3f}", f"{bw['median_rank']:g}",
+            )  # fmt: skip
+        console.print(found)
     console.print(
         f"run {result.run_id}"
         + (f" written to {result.results}" if result.results else " (not written: no --out)")

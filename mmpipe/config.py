@@ -94,6 +94,10 @@ class RunConfig(BaseModel):
     transfer: bool = Field(
         False, description="Each pair target's classifier applied to the source mapped by W."
     )
+    retrieval: bool = Field(False, description="Cross-modal retrieval for every pair.")
+    retrieval_rows: Annotated[int, Field(ge=2)] | None = Field(
+        5000, description="Validation rows ranked per split and pair (null: all)."
+    )
     cluster: ClusterConfig = Field(ClusterConfig(), description="Where to compute.")
 
     @field_validator("components", mode="before")
@@ -128,6 +132,8 @@ class RunConfig(BaseModel):
             chunk_rows=self.chunk_rows,
             classify=tuple(tuple(f.split("+")) for f in self.classify),
             transfer=self.transfer,
+            retrieval=self.retrieval,
+            retrieval_rows=self.retrieval_rows,
         )
 
 

@@ -2,7 +2,8 @@
 
 - classification from the concatenated PCA scores of one or more modalities (fused);
 - knowledge transfer: for a pair source → target, the target's classifier applied to the
-  source's rows mapped into the target's score space through the ridge map W.
+  source's rows mapped into the target's score space through the ridge map W;
+- retrieval: source rows mapped through W rank the target's rows by cosine similarity.
 
 Every classifier comes from the statistics of the first pass (no pass of its own). Every
 prediction is an affine map of raw columns composed here, and one scoring pass
@@ -22,7 +23,8 @@ from mmpipe.models.classify import RidgeClassifierPath, classification_metrics
 from mmpipe.models.pair import PairModels
 from mmpipe.models.pca import StandardPCA
 from mmpipe.stats.blocked import PassStatistics
-from mmpipe.stats.scoring import LinearScorer
+from mmpipe.stats.retrieval import rank_metrics
+from mmpipe.stats.scoring import Embedder, LinearScorer, MatchRanks
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,3 +193,51 @@ def _mean_metrics(folds: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: float(np.mean([m[k] for m in folds])) for k in folds[0]}
     out["accuracy_folds"] = [m["accuracy"] for m in folds]
     return out
+
+
+def retrieval_embedder(
+    name: str, pairs: Sequence[PairModels], map_index: int, fractions: Sequence[float],
+    source: str, target: str,
+) -> Embedder:  # fmt: skip
+    """Embeddings in the target's score space: source rows through W(map_index), target rows
+    through its own scaler and PCA, one pair of maps per split."""
+    qmaps, qbias, cmaps, cbias = [], [], [], []
+    for pair in pairs:
+        basis = pair.source_pca.basis_ @ pair.ridge.coef_[map_index]
+        qmaps.append(basis)
+        qbias.append(pair.ridge.intercept_[map_index] - pair.source_pca.mean_ @ basis)
+        cmaps.append(pair.target_pca.basis_)
+        cbias.append(-pair.target_pca.mean_ @ pair.target_pca.basis_)
+    return Embedder(
+        name, source, target, np.stack(qmaps), np.stack(qbias), np.stack(cmaps),
+        np.stack(cbias), np.asarray(fractions, dtype=np.float64),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class RetrievalResult:
+    """Cross-modal retrieval on each split's validation rows (or a seeded subset of them)."""
+
+    source: str
+    target: str
+    map_alpha: float
+    """The α of W used to map source rows into the target's space (the pair's chosen α)."""
+    ranks: list[MatchRanks]
+    """Per split: the rows ranked and the ranks of their true matches, both directions."""
+
+    def fold_metrics(self, direction: str = "forward") -> list[dict[str, float]]:
+        return [rank_metrics(getattr(r, direction)) for r in self.ranks]
+
+    def summary(self) -> dict[str, Any]:
+        def mean(direction: str) -> dict[str, float]:
+            folds = self.fold_metrics(direction)
+            return {k: float(np.mean([f[k] for f in folds])) for k in folds[0]}
+
+        return {
+            "source": self.source,
+            "target": self.target,
+            "map_alpha": self.map_alpha,
+            "rows_per_split": [int(r.rows.size) for r in self.ranks],
+            "source_to_target": mean("forward"),
+            "target_to_source": mean("backward"),
+        }

@@ -22,9 +22,11 @@ import numpy as np
 
 from mmpipe.crossmodal import (
     ClassifyResult,
+    RetrievalResult,
     TransferResult,
     classify_scorer,
     fit_classifier,
+    retrieval_embedder,
     transfer_scorer,
 )
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
@@ -36,7 +38,7 @@ from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
-from mmpipe.stats.scoring import LinearScorer, compute_confusions
+from mmpipe.stats.scoring import Embedder, LinearScorer, run_scoring_pass
 
 Components = int | float | None | Mapping[str, int | float | None]
 
@@ -68,6 +70,10 @@ class FitConfig:
     """Feature sets to classify the labels from, each one or more modalities (fused scores)."""
     transfer: bool = False
     """For every pair source → target: the target's classifier on source rows mapped by W."""
+    retrieval: bool = False
+    """For every pair: rank the target's validation rows for each mapped source row."""
+    retrieval_rows: int | None = 5000
+    """Validation rows per split and pair ranked in retrieval (a seeded subset); None: all."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -79,7 +85,7 @@ class FitConfig:
     @property
     def scoring(self) -> bool:
         """Whether the fit needs the scoring pass."""
-        return bool(self.classify) or self.transfer
+        return bool(self.classify) or self.transfer or self.retrieval
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +186,8 @@ class FitResult:
     """Classification from (fused) modalities, in the order asked."""
     transfer: list[TransferResult] = field(default_factory=list)
     """Cross-modal transfer, one per pair (when asked)."""
+    retrieval: list[RetrievalResult] = field(default_factory=list)
+    """Cross-modal retrieval, one per pair (when asked)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def pair(self, source: str, target: str) -> PairResult:
@@ -208,6 +216,7 @@ class FitResult:
             "pairs": [p.summary() for p in self.pairs],
             "classify": [c.summary() for c in self.classify],
             "transfer": [t.summary() for t in self.transfer],
+            "retrieval": [r.summary() for r in self.retrieval],
             "timings": self.timings,
             "fingerprint": self.fingerprint,
         }
@@ -337,7 +346,11 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
         ):
             raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
     parse_feature_sets(config.classify, ds.names)
-    if config.scoring and ds.labels is None:
+    if config.retrieval_rows is not None and (
+        not isinstance(config.retrieval_rows, int) or config.retrieval_rows < 2
+    ):
+        raise bad_parameter("retrieval_rows", "fit", "an int >= 2 or None", config.retrieval_rows)
+    if (config.classify or config.transfer) and ds.labels is None:
         asked = "classify" if config.classify else "transfer"
         raise ConfigError(
             f"{asked} needs labels, but {ds.url!r} has no 'labels' array: add labels (n,) "
@@ -365,6 +378,8 @@ def fit(
     plan: FoldPlan | None = None,
     classify: Iterable[str | Sequence[str]] | None = None,
     transfer: bool = False,
+    retrieval: bool = False,
+    retrieval_rows: int | None = 5000,
 ) -> FitResult:
     """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
 
@@ -375,7 +390,9 @@ def fit(
 
     ``classify`` lists feature sets ("image", "image+text") to classify the labels from;
     ``transfer=True`` applies each pair target's classifier to the source's rows mapped through
-    W. Both are scored in one more pass over the data.
+    W; ``retrieval=True`` ranks, for every pair, the target's validation rows for each source
+    row mapped through W (recall@1/5/10, median rank, both directions) on up to
+    ``retrieval_rows`` rows per split. All of these are scored in one more pass over the data.
     """
     config = FitConfig(
         pairs=None
@@ -396,6 +413,8 @@ def fit(
             tuple(c.split("+")) if isinstance(c, str) else tuple(c) for c in classify or ()
         ),
         transfer=transfer,
+        retrieval=retrieval,
+        retrieval_rows=retrieval_rows,
     )
     return fit_config(
         dataset,
@@ -644,6 +663,7 @@ class CrossModal:
 
     classify: list[ClassifyResult] = field(default_factory=list)
     transfer: list[TransferResult] = field(default_factory=list)
+    retrieval: list[RetrievalResult] = field(default_factory=list)
 
 
 def cross_modal(
@@ -658,7 +678,8 @@ def cross_modal(
     config, plan = prepared.config, prepared.plan
     if not config.scoring:
         return CrossModal()
-    if prepared.labels is None or stats.classes is None:
+    labelled = prepared.labels is not None and stats.classes is not None
+    if (config.classify or config.transfer) and not labelled:
         raise ConfigError("classify and transfer need labels in the dataset.")
     widths = prepared.dataset.widths
     comps = {n: _components_for(config, n, widths[n]) for n in prepared.names}
@@ -687,11 +708,31 @@ def cross_modal(
                 transfer_scorer("transfer:" + name, split_pairs, targets, pair.alpha_index, *key)
             )
             scorers.append(classify_scorer("own:" + name, targets))
+    embedders: list[Embedder] = []
+    if config.retrieval:
+        for pair in pairs:
+            key = (pair.source, pair.target)
+            eligible = [stats.moments(list(key), val).n for _, val in plan.splits]
+            wanted = config.retrieval_rows
+            fractions = [1.0 if wanted is None else min(1.0, wanted / max(n, 1)) for n in eligible]
+            embedders.append(
+                retrieval_embedder(
+                    f"{pair.source}--{pair.target}",
+                    [models.split_models[(s, key)] for s in range(plan.n_splits)],
+                    pair.alpha_index,
+                    fractions,
+                    *key,
+                )
+            )
 
-    codes = np.searchsorted(stats.classes, prepared.labels)
-    confusion = compute_confusions(
-        prepared.dataset, plan, codes, stats.classes.size, scorers, client=client
+    codes = None
+    if labelled:
+        codes = np.searchsorted(stats.classes, prepared.labels)  # type: ignore[arg-type]
+    n_classes = 0 if stats.classes is None else stats.classes.size
+    scored = run_scoring_pass(
+        prepared.dataset, plan, codes, n_classes, scorers, embedders, client=client
     )
+    confusion = scored.confusions
     alphas = np.asarray(config.alphas)
 
     def best(matrices: np.ndarray) -> int:
@@ -703,7 +744,14 @@ def cross_modal(
         matrices = confusion["classify:" + "+".join(features)]
         final = fit_classifier(stats, features, None, comps, config.alphas)
         classify.append(
-            ClassifyResult(features, alphas, stats.classes, matrices, best(matrices), final)
+            ClassifyResult(
+                features,
+                alphas,
+                stats.classes,  # type: ignore[arg-type]
+                matrices,
+                best(matrices),
+                final,
+            )
         )
     transfer = []
     if config.transfer:
@@ -721,7 +769,19 @@ def cross_modal(
                     alpha_index=best(own),
                 )
             )
-    return CrossModal(classify, transfer)
+    retrieval = [
+        RetrievalResult(
+            source=pair.source,
+            target=pair.target,
+            map_alpha=pair.alpha,
+            ranks=[
+                scored.ranks[(f"{pair.source}--{pair.target}", s)] for s in range(plan.n_splits)
+            ],
+        )
+        for pair in pairs
+        if config.retrieval
+    ]
+    return CrossModal(classify, transfer, retrieval)
 
 
 def new_run_id() -> str:
@@ -753,6 +813,7 @@ def assemble(
         classes=stats.classes,
         classify=tasks.classify,
         transfer=tasks.transfer,
+        retrieval=tasks.retrieval,
     )
 
 

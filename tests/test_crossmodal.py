@@ -179,7 +179,7 @@ def test_scoring_is_one_more_pass(tmp_path: Path) -> None:
                                       chunk_rows=200),
     )  # fmt: skip
     store = CountingStore(zarr.storage.LocalStore(url, read_only=True))
-    mmpipe.fit(store, folds=4, components=3, classify=["a", "a+b"], transfer=True)
+    mmpipe.fit(store, folds=4, components=3, classify=["a", "a+b"], transfer=True, retrieval=True)
     chunk_reads = {k: v for k, v in store.reads.items() if "/c/" in k}
     data = {k: v for k, v in chunk_reads.items() if k.startswith("modalities/")}
     assert len(data) == 2 * 6
@@ -202,7 +202,7 @@ def test_written_to_the_results_store(small_store: str, tmp_path: Path) -> None:
     out = tmp_path / "r.zarr"
     result = mmpipe.fit(
         small_store, pairs=["m0:m1"], components=3, folds=3, classify=["m0+m2"], transfer=True,
-        out=out,
+        retrieval=True, out=out,
     )  # fmt: skip
     run = mmpipe.read_run(out)
     np.testing.assert_array_equal(
@@ -216,6 +216,10 @@ def test_written_to_the_results_store(small_store: str, tmp_path: Path) -> None:
     ds = xr.open_zarr(out, group=f"runs/{result.run_id}/classify/m0+m2", consolidated=False)
     assert ds["confusion"].dims == ("split", "alpha", "true_class", "predicted_class")
     assert dict(run.attrs)["summary"]["classify"][0]["features"] == ["m0", "m2"]
+    np.testing.assert_array_equal(
+        run["retrieval/m0--m1/split_1/forward_rank"][...],  # type: ignore[index]
+        result.retrieval[0].ranks[1].forward,
+    )
 
 
 def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
@@ -227,7 +231,8 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
     from mmpipe.config import load_config
 
     args = ["fit", small_store, "--in-process", "--components", "2", "--folds", "3",
-            "--pair", "m0:m1", "--classify", "m0", "--classify", "m1+m2", "--transfer"]  # fmt: skip
+            "--pair", "m0:m1", "--classify", "m0", "--classify", "m1+m2", "--transfer",
+            "--retrieve", "--retrieval-rows", "40"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
@@ -238,8 +243,69 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
     table = CliRunner().invoke(app, args)
     assert "Classification" in table.stdout
     assert "Transfer" in table.stdout
+    assert "Retrieval" in table.stdout
+    assert info["retrieval"][0]["target_to_source"]["recall@1"] >= 0
     config = load_config({"dataset": small_store, "classify": ["m0", "m1+m2"], "transfer": True})
     assert config.fit_config().classify == (("m0",), ("m1", "m2"))
     bad = CliRunner().invoke(app, ["fit", small_store, "--in-process", "--classify", "m0+q"])
     assert bad.exit_code == 2
     assert "names modality 'q'" in bad.stderr
+
+
+def brute_force_ranks(queries: np.ndarray, candidates: np.ndarray) -> tuple[Any, Any]:
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    sim = cosine_similarity(queries, candidates)
+    true = np.diag(sim)
+    return 1 + (sim > true[:, None]).sum(axis=1), 1 + (sim > true[None, :]).sum(axis=0)
+
+
+def test_match_ranks_tiles_equal_brute_force() -> None:
+    from mmpipe.stats.retrieval import match_ranks, rank_metrics
+
+    rng = np.random.default_rng(0)
+    candidates = rng.standard_normal((53, 4))
+    queries = candidates + rng.standard_normal((53, 4))
+    expected = brute_force_ranks(queries, candidates)
+    for tile in (1, 7, 53, 4096):
+        forward, backward = match_ranks(queries, candidates, tile=tile)
+        np.testing.assert_array_equal(forward, expected[0])
+        np.testing.assert_array_equal(backward, expected[1])
+    metrics = rank_metrics(expected[0])
+    assert metrics["recall@1"] == pytest.approx(np.mean(expected[0] == 1))
+    assert metrics["median_rank"] == np.median(expected[0])
+
+
+def test_retrieval_equals_brute_force_sklearn(small_store: str, small_views: Views) -> None:
+    views, _ = small_views
+    result = mmpipe.fit(
+        small_store, pairs=["m0:m1"], components=3, folds=3, retrieval=True,
+        retrieval_rows=None,
+    )  # fmt: skip
+    (found,) = result.retrieval
+    pair = result.pair("m0", "m1")
+    for split, ranks in enumerate(found.ranks):
+        tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
+        np.testing.assert_array_equal(ranks.rows, np.flatnonzero(va))
+        s_tr, s_va = sk_scores(views["m0"][tr], views["m0"][va], 3)
+        t_tr, t_va = sk_scores(views["m1"][tr], views["m1"][va], 3)
+        mapped = Ridge(alpha=pair.alpha).fit(s_tr, t_tr).predict(s_va)
+        forward, backward = brute_force_ranks(mapped, t_va)
+        np.testing.assert_array_equal(ranks.forward, forward)
+        np.testing.assert_array_equal(ranks.backward, backward)
+    summary = result.summary()["retrieval"][0]
+    assert set(summary["source_to_target"]) == {"recall@1", "recall@5", "recall@10", "median_rank"}
+    assert summary["rows_per_split"] == [int(v.size) for v in (r.rows for r in found.ranks)]
+
+
+def test_retrieval_subset_is_seeded_and_independent_of_chunking(small_store: str) -> None:
+    settings: dict[str, Any] = {
+        "pairs": ["m2:m0"], "components": 3, "folds": 3, "retrieval": True, "retrieval_rows": 30
+    }  # fmt: skip
+    first = mmpipe.fit(small_store, **settings).retrieval[0]
+    again = mmpipe.fit(small_store, chunk_rows=41, **settings).retrieval[0]
+    for a, b in zip(first.ranks, again.ranks, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.forward, b.forward)
+    sizes = [r.rows.size for r in first.ranks]
+    assert all(10 <= size <= 60 for size in sizes), sizes  # about 30 of 80 validation rows

@@ -17,6 +17,7 @@
                                      class); intercept (alpha, class) of the final classifier
         transfer/<source>--<target>/ alphas; confusion, target_confusion (split, alpha,
                                      true_class, predicted_class)
+        retrieval/<source>--<target>/split_<s>/  rows, forward_rank, backward_rank (query)
 
 A run is written under a fresh id with status "running"; only its last write sets status
 "complete" and adds it to the store's list of runs. A failed run is marked "failed" and never
@@ -246,6 +247,16 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
             _array(g, "alphas", t.alphas, ["alpha"])
             _array(g, "confusion", t.confusion.astype(np.int64), cells)
             _array(g, "target_confusion", t.target_confusion.astype(np.int64), cells)
+    if result.retrieval:
+        found = run.create_group("retrieval")
+        for r in result.retrieval:
+            g = found.create_group(pair_key(r.source, r.target))
+            g.attrs.update(_json(r.summary()))
+            for split, ranks in enumerate(r.ranks):
+                h = g.create_group(f"split_{split}")
+                _array(h, "rows", ranks.rows, ["query"])
+                _array(h, "forward_rank", ranks.forward, ["query"])
+                _array(h, "backward_rank", ranks.backward, ["query"])
 
 
 def list_runs(

@@ -32,6 +32,7 @@ def test_flow_local_cluster_equals_fit(
             "alphas": [0.5, 5.0],
             "classify": ["m0+m1"],
             "transfer": True,
+            "retrieval": True,
             "cluster": {"workers": 2, "memory_limit": "2GiB"},
         }
     )
@@ -44,6 +45,7 @@ def test_flow_local_cluster_equals_fit(
         alphas=(0.5, 5.0),
         classify=["m0+m1"],
         transfer=True,
+        retrieval=True,
     )
     assert summary["results"].startswith(str(out))
     run = mmpipe.read_run(out)  # complete, or it raises
@@ -58,6 +60,7 @@ def test_flow_local_cluster_equals_fit(
 
     assert summary["classify"] == reference.summary()["classify"]
     assert summary["transfer"] == reference.summary()["transfer"]
+    assert summary["retrieval"] == reference.summary()["retrieval"]
     np.testing.assert_array_equal(
         run["classify/m0+m1/confusion"][...],  # type: ignore[index]
         reference.classify[0].confusion,
