@@ -147,6 +147,15 @@ def run_scoring_pass(
             s["target_cv"]["accuracy"],
             t.alpha,
         )
+    for lr in tasks.logistic:
+        cv = lr.summary()["cv"]
+        logger.info(
+            "logistic regression from %s: CV accuracy %.4f at C=%g (%d L-BFGS passes)",
+            lr.name,
+            cv["accuracy"],
+            lr.C,
+            lr.passes,
+        )
     for r in tasks.retrieval:
         s = r.summary()
         logger.info(
@@ -168,6 +177,12 @@ def write_results(result: FitResult, config: RunConfig) -> FitResult:
     written = write_run(attempt, config.results, storage_options=config.storage_options)
     get_run_logger().info("Results written to %s", written.results)
     return written
+
+
+def _task_row(task: str, features: str, alpha: float, cv: dict[str, Any]) -> dict[str, Any]:
+    """One row of the tasks artifact: CV metric means at the chosen penalty."""
+    metrics = {k: round(v, 6) for k, v in cv.items() if k != "accuracy_folds"}
+    return {"task": task, "features": features, "alpha": alpha} | metrics
 
 
 def publish_artifact(result: FitResult) -> None:
@@ -193,21 +208,22 @@ def publish_artifact(result: FitResult) -> None:
     )
     if result.classify or result.transfer or result.retrieval:
         task_rows = [
-            {"task": "classify", "features": c.name, "alpha": c.alpha}
-            | {k: round(v, 6) for k, v in c.summary()["cv"].items() if k != "accuracy_folds"}
-            for c in result.classify
-        ] + [
-            {"task": "transfer", "features": f"{t.source} → {t.target}", "alpha": t.alpha}
-            | {k: round(v, 6) for k, v in t.summary()["cv"].items() if k != "accuracy_folds"}
-            | {"target_accuracy": round(t.summary()["target_cv"]["accuracy"], 6)}
-            for t in result.transfer
+            _task_row("classify", c.name, c.alpha, c.summary()["cv"]) for c in result.classify
         ]
         task_rows += [
-            {"task": "retrieval", "features": f"{r.source} → {r.target}", "alpha": r.map_alpha}
-            | {f"{k} →": round(v, 6) for k, v in r.summary()["source_to_target"].items()}
-            | {f"{k} ←": round(v, 6) for k, v in r.summary()["target_to_source"].items()}
-            for r in result.retrieval
+            _task_row("logistic", lr.name, 1.0 / lr.C, lr.summary()["cv"]) for lr in result.logistic
         ]
+        for t in result.transfer:
+            s = t.summary()
+            row = _task_row("transfer", f"{t.source} → {t.target}", t.alpha, s["cv"])
+            task_rows.append(row | {"target_accuracy": round(s["target_cv"]["accuracy"], 6)})
+        for r in result.retrieval:
+            s = r.summary()
+            row = _task_row("retrieval", f"{r.source} → {r.target}", r.map_alpha, {})
+            row |= {f"{k} →": round(v, 6) for k, v in s["source_to_target"].items()}
+            task_rows.append(
+                row | {f"{k} ←": round(v, 6) for k, v in s["target_to_source"].items()}
+            )
         create_table_artifact(
             key="mmpipe-fit-tasks",
             table=task_rows,

@@ -305,6 +305,14 @@ def fit(
     retrieval_rows: Annotated[
         int, typer.Option(help="Validation rows ranked per split and pair in retrieval (0: all).")
     ] = 5000,
+    logistic: Annotated[
+        bool,
+        typer.Option(
+            "--logistic",
+            help="Also multinomial logistic regression per --classify set (L-BFGS on workers).",
+        ),
+    ] = False,
+    logistic_c: Annotated[float, typer.Option(help="Logistic regression's C (inverse l2).")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
@@ -334,6 +342,8 @@ def fit(
         transfer=transfer,
         retrieval=retrieve,
         retrieval_rows=retrieval_rows or None,
+        logistic=logistic,
+        logistic_c=logistic_c,
     )
     if in_process:
         result = mmpipe.fit(store, **kwargs)
@@ -391,15 +401,17 @@ def print_fit(result: Any) -> None:
         )
     console.print(table)
     if result.classify:
-        tasks = Table(title="Classification (ridge classifier on PCA scores)")
-        for col in ("features", "α", "accuracy", "balanced acc.", "macro F1", "chance"):
+        tasks = Table(title="Classification from PCA scores (ridge classifier, logistic)")
+        for col in ("features", "penalty", "accuracy", "balanced acc.", "macro F1", "chance"):
             tasks.add_column(col, justify="right")
+        metrics = ("accuracy", "balanced_accuracy", "macro_f1", "chance")
         for c in result.classify:
             cv = c.summary()["cv"]
+            tasks.add_row(c.name, f"α={c.alpha:g}", *(f"{cv[k]:.4f}" for k in metrics))
+        for lr in result.logistic:
+            cv = lr.summary()["cv"]
             tasks.add_row(
-                c.name,
-                f"{c.alpha:g}",
-                *(f"{cv[k]:.4f}" for k in ("accuracy", "balanced_accuracy", "macro_f1", "chance")),
+                f"{lr.name} (logistic)", f"C={lr.C:g}", *(f"{cv[k]:.4f}" for k in metrics)
             )
         console.print(tasks)
     if result.transfer:

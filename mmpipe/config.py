@@ -98,6 +98,12 @@ class RunConfig(BaseModel):
     retrieval_rows: Annotated[int, Field(ge=2)] | None = Field(
         5000, description="Validation rows ranked per split and pair (null: all)."
     )
+    logistic: bool = Field(
+        False, description="Also multinomial logistic regression per classify feature set."
+    )
+    logistic_c: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="Logistic regression's C (inverse l2 strength)."
+    )
     cluster: ClusterConfig = Field(ClusterConfig(), description="Where to compute.")
 
     @field_validator("components", mode="before")
@@ -134,6 +140,8 @@ class RunConfig(BaseModel):
             transfer=self.transfer,
             retrieval=self.retrieval,
             retrieval_rows=self.retrieval_rows,
+            logistic=self.logistic,
+            logistic_c=self.logistic_c,
         )
 
 

@@ -241,3 +241,48 @@ class RetrievalResult:
             "source_to_target": mean("forward"),
             "target_to_source": mean("backward"),
         }
+
+
+@dataclass(frozen=True, eq=False)
+class LogisticResult:
+    """Multinomial logistic regression on the fused scores of ``features``, cross-validated."""
+
+    features: tuple[str, ...]
+    C: float
+    classes: np.ndarray
+    confusion: np.ndarray
+    """(n_splits, C, C) validation confusion matrices."""
+    coef: np.ndarray
+    """(k, C) of the final model (all rows), on the final classifier's scores."""
+    intercept: np.ndarray
+    iterations: int
+    passes: int
+    """Dask passes over the held scores (one per loss-and-gradient evaluation)."""
+    converged: bool
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.features)
+
+    def summary(self) -> dict[str, Any]:
+        folds = [classification_metrics(c) for c in self.confusion]
+        return {
+            "features": list(self.features),
+            "C": self.C,
+            "cv": _mean_metrics(folds),
+            "iterations": self.iterations,
+            "passes": self.passes,
+            "converged": self.converged,
+        }
+
+
+def stacked_affine(models: Sequence[Classifier]) -> tuple[np.ndarray, np.ndarray]:
+    """offsets (M, d) and bases (M, d, k_max) of several classifiers' score maps; bases with
+    fewer components are padded with zero columns (scores that are always 0)."""
+    affine = [m.raw_affine() for m in models]
+    k = max(basis.shape[1] for _, basis in affine)
+    offsets = np.stack([offset for offset, _ in affine])
+    bases = np.zeros((len(affine), affine[0][1].shape[0], k))
+    for i, (_, basis) in enumerate(affine):
+        bases[i, :, : basis.shape[1]] = basis
+    return offsets, bases

@@ -22,22 +22,26 @@ import numpy as np
 
 from mmpipe.crossmodal import (
     ClassifyResult,
+    LogisticResult,
     RetrievalResult,
     TransferResult,
     classify_scorer,
     fit_classifier,
     retrieval_embedder,
+    stacked_affine,
     transfer_scorer,
 )
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
 from mmpipe.io.storage import StorageOptions
+from mmpipe.models.logistic import fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
+from mmpipe.stats.held import held_confusions, hold_scores
 from mmpipe.stats.scoring import Embedder, LinearScorer, run_scoring_pass
 
 Components = int | float | None | Mapping[str, int | float | None]
@@ -74,6 +78,10 @@ class FitConfig:
     """For every pair: rank the target's validation rows for each mapped source row."""
     retrieval_rows: int | None = 5000
     """Validation rows per split and pair ranked in retrieval (a seeded subset); None: all."""
+    logistic: bool = False
+    """Also fit multinomial logistic regression (L-BFGS on the workers) per classify set."""
+    logistic_c: float = 1.0
+    """Inverse l2 strength of the logistic regression (scikit-learn's C)."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -188,6 +196,8 @@ class FitResult:
     """Cross-modal transfer, one per pair (when asked)."""
     retrieval: list[RetrievalResult] = field(default_factory=list)
     """Cross-modal retrieval, one per pair (when asked)."""
+    logistic: list[LogisticResult] = field(default_factory=list)
+    """Multinomial logistic regression per classify set (when asked)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def pair(self, source: str, target: str) -> PairResult:
@@ -217,6 +227,7 @@ class FitResult:
             "classify": [c.summary() for c in self.classify],
             "transfer": [t.summary() for t in self.transfer],
             "retrieval": [r.summary() for r in self.retrieval],
+            "logistic": [g.summary() for g in self.logistic],
             "timings": self.timings,
             "fingerprint": self.fingerprint,
         }
@@ -350,6 +361,10 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
         not isinstance(config.retrieval_rows, int) or config.retrieval_rows < 2
     ):
         raise bad_parameter("retrieval_rows", "fit", "an int >= 2 or None", config.retrieval_rows)
+    if config.logistic and not config.classify:
+        raise ConfigError("logistic needs at least one classify feature set (e.g. image+text).")
+    if not (isinstance(config.logistic_c, int | float) and config.logistic_c > 0):
+        raise bad_parameter("logistic_c", "fit", "a float > 0", config.logistic_c)
     if (config.classify or config.transfer) and ds.labels is None:
         asked = "classify" if config.classify else "transfer"
         raise ConfigError(
@@ -380,6 +395,8 @@ def fit(
     transfer: bool = False,
     retrieval: bool = False,
     retrieval_rows: int | None = 5000,
+    logistic: bool = False,
+    logistic_c: float = 1.0,
 ) -> FitResult:
     """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
 
@@ -393,6 +410,9 @@ def fit(
     W; ``retrieval=True`` ranks, for every pair, the target's validation rows for each source
     row mapped through W (recall@1/5/10, median rank, both directions) on up to
     ``retrieval_rows`` rows per split. All of these are scored in one more pass over the data.
+    ``logistic=True`` also fits multinomial logistic regression (``logistic_c`` = scikit-learn's
+    C) per classify set; it reads those modalities once more to hold their scores on the
+    workers, where each L-BFGS iteration is one pass over them.
     """
     config = FitConfig(
         pairs=None
@@ -415,6 +435,8 @@ def fit(
         transfer=transfer,
         retrieval=retrieval,
         retrieval_rows=retrieval_rows,
+        logistic=logistic,
+        logistic_c=logistic_c,
     )
     return fit_config(
         dataset,
@@ -664,6 +686,7 @@ class CrossModal:
     classify: list[ClassifyResult] = field(default_factory=list)
     transfer: list[TransferResult] = field(default_factory=list)
     retrieval: list[RetrievalResult] = field(default_factory=list)
+    logistic: list[LogisticResult] = field(default_factory=list)
 
 
 def cross_modal(
@@ -781,7 +804,40 @@ def cross_modal(
         for pair in pairs
         if config.retrieval
     ]
-    return CrossModal(classify, transfer, retrieval)
+    logistic = []
+    if config.logistic and codes is not None:
+        for task in classify:
+            per_split = classifiers[task.features]
+            offsets, bases = stacked_affine([*per_split, task.model])
+            held = hold_scores(
+                prepared.dataset, plan, task.features, codes, offsets, bases, client=client
+            )
+            fitted = fit_stacked_logistic(
+                held.blocks,
+                held.n_models,
+                held.k,
+                n_classes,
+                held.n_train,
+                C=config.logistic_c,
+                client=client,
+            )
+            matrices = held_confusions(
+                held, fitted.coef[:-1], fitted.intercept[:-1], n_classes, client=client
+            )
+            logistic.append(
+                LogisticResult(
+                    features=task.features,
+                    C=config.logistic_c,
+                    classes=task.classes,
+                    confusion=matrices,
+                    coef=fitted.coef[-1],
+                    intercept=fitted.intercept[-1],
+                    iterations=fitted.iterations,
+                    passes=fitted.passes,
+                    converged=fitted.converged,
+                )
+            )
+    return CrossModal(classify, transfer, retrieval, logistic)
 
 
 def new_run_id() -> str:
@@ -814,6 +870,7 @@ def assemble(
         classify=tasks.classify,
         transfer=tasks.transfer,
         retrieval=tasks.retrieval,
+        logistic=tasks.logistic,
     )
 
 

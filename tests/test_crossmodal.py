@@ -142,21 +142,29 @@ def test_final_classifier_equals_sklearn_on_all_rows(tasks: tuple[FitResult, Vie
 
 
 def confusions(result: FitResult) -> list[np.ndarray]:
-    return [c.confusion for c in result.classify] + [t.confusion for t in result.transfer]
+    return (
+        [c.confusion for c in result.classify]
+        + [t.confusion for t in result.transfer]
+        + [g.confusion for g in result.logistic]
+    )
 
 
 @pytest.mark.slow
 def test_independent_of_chunking_and_workers(small_store: str, local_client: Any) -> None:
     settings: dict[str, Any] = {
-        "pairs": ["m0:m1"], "components": 3, "folds": 3, "classify": ["m0+m2"], "transfer": True
+        "pairs": ["m0:m1"], "components": 3, "folds": 3, "classify": ["m0+m2"], "transfer": True,
+        "logistic": True,
     }  # fmt: skip
-    base = confusions(mmpipe.fit(small_store, **settings))
+    first = mmpipe.fit(small_store, **settings)
+    base = confusions(first)
     for other in (
         mmpipe.fit(small_store, chunk_rows=37, **settings),
         mmpipe.fit(small_store, client=local_client, **settings),
     ):
         for a, b in zip(base, confusions(other), strict=True):
             np.testing.assert_array_equal(a, b)
+        # L-BFGS sums block gradients in another order: equal to its tolerance.
+        np.testing.assert_allclose(other.logistic[0].coef, first.logistic[0].coef, rtol=1e-5)
 
 
 def test_masked_rows_are_not_scored(tmp_path: Path) -> None:
@@ -232,7 +240,7 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
 
     args = ["fit", small_store, "--in-process", "--components", "2", "--folds", "3",
             "--pair", "m0:m1", "--classify", "m0", "--classify", "m1+m2", "--transfer",
-            "--retrieve", "--retrieval-rows", "40"]  # fmt: skip
+            "--retrieve", "--retrieval-rows", "40", "--logistic"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
@@ -244,6 +252,8 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
     assert "Classification" in table.stdout
     assert "Transfer" in table.stdout
     assert "Retrieval" in table.stdout
+    assert "(logistic)" in table.stdout
+    assert [g["features"] for g in info["logistic"]] == [["m0"], ["m1", "m2"]]
     assert info["retrieval"][0]["target_to_source"]["recall@1"] >= 0
     config = load_config({"dataset": small_store, "classify": ["m0", "m1+m2"], "transfer": True})
     assert config.fit_config().classify == (("m0",), ("m1", "m2"))
@@ -309,3 +319,33 @@ def test_retrieval_subset_is_seeded_and_independent_of_chunking(small_store: str
         np.testing.assert_array_equal(a.forward, b.forward)
     sizes = [r.rows.size for r in first.ranks]
     assert all(10 <= size <= 60 for size in sizes), sizes  # about 30 of 80 validation rows
+
+
+def test_logistic_equals_sklearn(tasks: tuple[FitResult, Views], tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    _, (views, labels) = tasks
+    store = mmpipe.write_dataset(tmp_path / "l.zarr", views, labels=labels, chunk_rows=64)
+    result = mmpipe.fit(
+        store, pairs=["m0:m1"], components=K, folds=3, seed=2, classify=["m1+m2"],
+        logistic=True, logistic_c=0.5,
+    )  # fmt: skip
+    (fitted,) = result.logistic
+    assert fitted.converged
+    features = fitted.features
+    for split in range(result.plan.n_splits):
+        tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
+        parts = [sk_scores(views[n][tr], views[n][va], K[n]) for n in features]
+        reference = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(
+            np.hstack([p[0] for p in parts]), labels[tr]
+        )
+        predicted = reference.predict(np.hstack([p[1] for p in parts]))
+        expected = confusion_matrix(labels[va], predicted, labels=range(4))
+        # To the solvers' tolerance: at most one borderline row may differ.
+        assert np.abs(fitted.confusion[split] - expected).sum() <= 2
+    whole = np.hstack([sk_scores(views[n], views[n], K[n])[0] for n in features])
+    reference = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(whole, labels)
+    np.testing.assert_allclose(fitted.coef, reference.coef_.T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fitted.intercept, reference.intercept_, rtol=1e-4, atol=1e-5)
+    assert fitted.passes >= fitted.iterations
+    assert result.summary()["logistic"][0]["cv"]["accuracy"] > 0.25

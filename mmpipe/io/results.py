@@ -18,6 +18,8 @@
         transfer/<source>--<target>/ alphas; confusion, target_confusion (split, alpha,
                                      true_class, predicted_class)
         retrieval/<source>--<target>/split_<s>/  rows, forward_rank, backward_rank (query)
+        logistic/<a+b>/              confusion (split, true_class, predicted_class); coef
+                                     (feature_component, class), intercept (class): final model
 
 A run is written under a fresh id with status "running"; only its last write sets status
 "complete" and adds it to the store's list of runs. A failed run is marked "failed" and never
@@ -247,6 +249,15 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
             _array(g, "alphas", t.alphas, ["alpha"])
             _array(g, "confusion", t.confusion.astype(np.int64), cells)
             _array(g, "target_confusion", t.target_confusion.astype(np.int64), cells)
+    if result.logistic:
+        fitted = run.create_group("logistic")
+        for lr in result.logistic:
+            g = fitted.create_group(lr.name)
+            g.attrs.update(_json(lr.summary()))
+            _array(g, "classes", lr.classes, ["class"])
+            _array(g, "confusion", lr.confusion.astype(np.int64), cells[:1] + cells[2:])
+            _array(g, "coef", lr.coef, ["feature_component", "class"])
+            _array(g, "intercept", lr.intercept, ["class"])
     if result.retrieval:
         found = run.create_group("retrieval")
         for r in result.retrieval:

@@ -33,6 +33,7 @@ def test_flow_local_cluster_equals_fit(
             "classify": ["m0+m1"],
             "transfer": True,
             "retrieval": True,
+            "logistic": True,
             "cluster": {"workers": 2, "memory_limit": "2GiB"},
         }
     )
@@ -46,6 +47,7 @@ def test_flow_local_cluster_equals_fit(
         classify=["m0+m1"],
         transfer=True,
         retrieval=True,
+        logistic=True,
     )
     assert summary["results"].startswith(str(out))
     run = mmpipe.read_run(out)  # complete, or it raises
@@ -61,6 +63,7 @@ def test_flow_local_cluster_equals_fit(
     assert summary["classify"] == reference.summary()["classify"]
     assert summary["transfer"] == reference.summary()["transfer"]
     assert summary["retrieval"] == reference.summary()["retrieval"]
+    assert summary["logistic"] == reference.summary()["logistic"]
     np.testing.assert_array_equal(
         run["classify/m0+m1/confusion"][...],  # type: ignore[index]
         reference.classify[0].confusion,
