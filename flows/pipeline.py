@@ -33,10 +33,12 @@ from mmpipe.engine import (
     fit_models,
     new_run_id,
     prepare,
+    random_feature_maps,
     statistics_pass,
 )
 from mmpipe.errors import MmpipeError
 from mmpipe.io.results import write_run
+from mmpipe.nonlinear import RandomFeatureResult
 from mmpipe.stats.blocked import PassStatistics
 
 
@@ -169,6 +171,24 @@ def run_scoring_pass(
     return tasks
 
 
+@task(name="random-features-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+def run_random_features(
+    prepared: Prepared, models: FittedModels, client: Any
+) -> list[RandomFeatureResult]:
+    maps = random_feature_maps(prepared, models, client=client)
+    for rf in maps:
+        get_run_logger().info(
+            "non-linear %s → %s: CV R² %.4f with %d random features (γ=%.3g) at α=%g",
+            rf.source,
+            rf.target,
+            rf.summary()["cv"]["r2"],
+            rf.features.n_features,
+            rf.features.gamma,
+            rf.alpha,
+        )
+    return maps
+
+
 @task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
 def write_results(result: FitResult, config: RunConfig) -> FitResult:
     assert config.results is not None
@@ -265,7 +285,10 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
             if prepared.config.scoring
             else CrossModal()
         )
-    result = assemble(prepared, stats, models, pairs, timings={}, tasks=tasks)
+        nonlinear = (
+            run_random_features(prepared, models, client) if prepared.config.random_features else []
+        )
+    result = assemble(prepared, stats, models, pairs, {}, tasks, nonlinear)
     if config.results is not None:
         result = write_results(result, config)
     publish_artifact(result)

@@ -313,12 +313,20 @@ def fit(
         ),
     ] = False,
     logistic_c: Annotated[float, typer.Option(help="Logistic regression's C (inverse l2).")] = 1.0,
+    random_features: Annotated[
+        int,
+        typer.Option(help="Also a non-linear map per pair: ridge on D random Fourier features."),
+    ] = 0,
+    rff_gamma: Annotated[
+        float | None, typer.Option(help="RBF γ of the random features (default: median rule).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
     """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass.
 
-    With --classify, --transfer or --retrieve, one more pass scores the cross-modal tasks."""
+    With --classify, --transfer or --retrieve, one more pass scores the cross-modal tasks;
+    --random-features and --logistic read their modalities once more each."""
     import mmpipe
     from mmpipe.cluster import ClusterSpec, dask_client
     from mmpipe.defaults import DEFAULT_ALPHAS
@@ -344,6 +352,8 @@ def fit(
         retrieval_rows=retrieval_rows or None,
         logistic=logistic,
         logistic_c=logistic_c,
+        random_features=random_features,
+        rff_gamma=rff_gamma,
     )
     if in_process:
         result = mmpipe.fit(store, **kwargs)
@@ -400,6 +410,18 @@ def print_fit(result: Any) -> None:
             f"{s['cca_validation'][0]:.3f}" if s["cca_validation"] else "-",
         )
     console.print(table)
+    if result.random_features:
+        nonlinear = Table(title="Non-linear maps: ridge on random Fourier features")
+        for col in ("source → target", "D", "γ", "α", "CV R²", "linear CV R²"):
+            nonlinear.add_column(col, justify="right")
+        for rf in result.random_features:
+            s = rf.summary()
+            linear = result.pair(rf.source, rf.target).summary()["cv"]["r2"]
+            nonlinear.add_row(
+                f"{rf.source} → {rf.target}", str(s["features"]), f"{s['gamma']:.3g}",
+                f"{rf.alpha:g}", f"{s['cv']['r2']:.4f}", f"{linear:.4f}",
+            )  # fmt: skip
+        console.print(nonlinear)
     if result.classify:
         tasks = Table(title="Classification from PCA scores (ridge classifier, logistic)")
         for col in ("features", "penalty", "accuracy", "balanced acc.", "macro F1", "chance"):

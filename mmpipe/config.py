@@ -104,6 +104,12 @@ class RunConfig(BaseModel):
     logistic_c: Annotated[float, Field(gt=0)] = Field(
         1.0, description="Logistic regression's C (inverse l2 strength)."
     )
+    random_features: Annotated[int, Field(ge=0)] = Field(
+        0, description="D random Fourier features for a non-linear map per pair (0: off)."
+    )
+    rff_gamma: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="RBF γ of the random features (null: median heuristic)."
+    )
     cluster: ClusterConfig = Field(ClusterConfig(), description="Where to compute.")
 
     @field_validator("components", mode="before")
@@ -142,6 +148,8 @@ class RunConfig(BaseModel):
             retrieval_rows=self.retrieval_rows,
             logistic=self.logistic,
             logistic_c=self.logistic_c,
+            random_features=self.random_features,
+            rff_gamma=self.rff_gamma,
         )
 
 

@@ -39,6 +39,7 @@ from mmpipe.models.logistic import fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
+from mmpipe.nonlinear import RandomFeatureResult, fit_random_features
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 from mmpipe.stats.held import held_confusions, hold_scores
@@ -82,6 +83,10 @@ class FitConfig:
     """Also fit multinomial logistic regression (L-BFGS on the workers) per classify set."""
     logistic_c: float = 1.0
     """Inverse l2 strength of the logistic regression (scikit-learn's C)."""
+    random_features: int = 0
+    """D random Fourier features for a non-linear map per pair (0: linear maps only)."""
+    rff_gamma: float | None = None
+    """RBF γ of the random features; None: 1 / (2·median pairwise distance²) of source scores."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -198,6 +203,8 @@ class FitResult:
     """Cross-modal retrieval, one per pair (when asked)."""
     logistic: list[LogisticResult] = field(default_factory=list)
     """Multinomial logistic regression per classify set (when asked)."""
+    random_features: list[RandomFeatureResult] = field(default_factory=list)
+    """Non-linear (random Fourier feature) maps, one per pair (when asked)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def pair(self, source: str, target: str) -> PairResult:
@@ -228,6 +235,7 @@ class FitResult:
             "transfer": [t.summary() for t in self.transfer],
             "retrieval": [r.summary() for r in self.retrieval],
             "logistic": [g.summary() for g in self.logistic],
+            "random_features": [r.summary() for r in self.random_features],
             "timings": self.timings,
             "fingerprint": self.fingerprint,
         }
@@ -363,6 +371,10 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
         raise bad_parameter("retrieval_rows", "fit", "an int >= 2 or None", config.retrieval_rows)
     if config.logistic and not config.classify:
         raise ConfigError("logistic needs at least one classify feature set (e.g. image+text).")
+    if not isinstance(config.random_features, int) or config.random_features < 0:
+        raise bad_parameter("random_features", "fit", "an int >= 0", config.random_features)
+    if config.rff_gamma is not None and not config.rff_gamma > 0:
+        raise bad_parameter("rff_gamma", "fit", "a float > 0 or None", config.rff_gamma)
     if not (isinstance(config.logistic_c, int | float) and config.logistic_c > 0):
         raise bad_parameter("logistic_c", "fit", "a float > 0", config.logistic_c)
     if (config.classify or config.transfer) and ds.labels is None:
@@ -397,6 +409,8 @@ def fit(
     retrieval_rows: int | None = 5000,
     logistic: bool = False,
     logistic_c: float = 1.0,
+    random_features: int = 0,
+    rff_gamma: float | None = None,
 ) -> FitResult:
     """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
 
@@ -412,7 +426,9 @@ def fit(
     ``retrieval_rows`` rows per split. All of these are scored in one more pass over the data.
     ``logistic=True`` also fits multinomial logistic regression (``logistic_c`` = scikit-learn's
     C) per classify set; it reads those modalities once more to hold their scores on the
-    workers, where each L-BFGS iteration is one pass over them.
+    workers, where each L-BFGS iteration is one pass over them. ``random_features=D`` adds a
+    non-linear map per pair: ridge on D random Fourier features of the source scores (one more
+    pass over the pairs' modalities).
     """
     config = FitConfig(
         pairs=None
@@ -437,6 +453,8 @@ def fit(
         retrieval_rows=retrieval_rows,
         logistic=logistic,
         logistic_c=logistic_c,
+        random_features=random_features,
+        rff_gamma=rff_gamma,
     )
     return fit_config(
         dataset,
@@ -491,7 +509,10 @@ def fit_config(
     tasks = cross_modal(prepared, stats, models, pairs, client=client)
     if config.scoring:
         lap("scoring_pass")
-    result = assemble(prepared, stats, models, pairs, timings, tasks)
+    nonlinear = random_feature_maps(prepared, models, client=client)
+    if config.random_features:
+        lap("random_features_pass")
+    result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
     if out is None:
         return result
     from mmpipe.io.results import write_run
@@ -840,6 +861,27 @@ def cross_modal(
     return CrossModal(classify, transfer, retrieval, logistic)
 
 
+def random_feature_maps(
+    prepared: Prepared, models: FittedModels, *, client: object | None = None
+) -> list[RandomFeatureResult]:
+    """Ridge on random Fourier features of the source scores, every pair (when asked)."""
+    config = prepared.config
+    if not config.random_features:
+        return []
+    return fit_random_features(
+        prepared.dataset,
+        prepared.plan,
+        models.split_models,
+        models.final_models,
+        prepared.pairs,
+        n_features=config.random_features,
+        gamma=config.rff_gamma,
+        alphas=config.alphas,
+        seed=config.seed,
+        client=client,
+    )
+
+
 def new_run_id() -> str:
     """Sortable by time, unique across concurrent runs."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
@@ -852,6 +894,7 @@ def assemble(
     pairs: list[PairResult],
     timings: dict[str, float],
     tasks: CrossModal | None = None,
+    nonlinear: list[RandomFeatureResult] | None = None,
 ) -> FitResult:
     """The FitResult with a fresh run id (not yet written)."""
     tasks = tasks or CrossModal()
@@ -871,6 +914,7 @@ def assemble(
         transfer=tasks.transfer,
         retrieval=tasks.retrieval,
         logistic=tasks.logistic,
+        random_features=nonlinear or [],
     )
 
 

@@ -210,7 +210,7 @@ def test_written_to_the_results_store(small_store: str, tmp_path: Path) -> None:
     out = tmp_path / "r.zarr"
     result = mmpipe.fit(
         small_store, pairs=["m0:m1"], components=3, folds=3, classify=["m0+m2"], transfer=True,
-        retrieval=True, out=out,
+        retrieval=True, random_features=8, out=out,
     )  # fmt: skip
     run = mmpipe.read_run(out)
     np.testing.assert_array_equal(
@@ -220,6 +220,10 @@ def test_written_to_the_results_store(small_store: str, tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         run["transfer/m0--m1/target_confusion"][...],  # type: ignore[index]
         result.transfer[0].target_confusion,
+    )
+    np.testing.assert_array_equal(
+        run["random_features/m0--m1/r2"][...],
+        result.random_features[0].r2,  # type: ignore[index]
     )
     ds = xr.open_zarr(out, group=f"runs/{result.run_id}/classify/m0+m2", consolidated=False)
     assert ds["confusion"].dims == ("split", "alpha", "true_class", "predicted_class")
@@ -240,7 +244,8 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
 
     args = ["fit", small_store, "--in-process", "--components", "2", "--folds", "3",
             "--pair", "m0:m1", "--classify", "m0", "--classify", "m1+m2", "--transfer",
-            "--retrieve", "--retrieval-rows", "40", "--logistic"]  # fmt: skip
+            "--retrieve", "--retrieval-rows", "40", "--logistic",
+            "--random-features", "16"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
@@ -253,6 +258,8 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
     assert "Transfer" in table.stdout
     assert "Retrieval" in table.stdout
     assert "(logistic)" in table.stdout
+    assert "random Fourier" in table.stdout
+    assert info["random_features"][0]["features"] == 16
     assert [g["features"] for g in info["logistic"]] == [["m0"], ["m1", "m2"]]
     assert info["retrieval"][0]["target_to_source"]["recall@1"] >= 0
     config = load_config({"dataset": small_store, "classify": ["m0", "m1+m2"], "transfer": True})
@@ -349,3 +356,50 @@ def test_logistic_equals_sklearn(tasks: tuple[FitResult, Views], tmp_path: Path)
     np.testing.assert_allclose(fitted.intercept, reference.intercept_, rtol=1e-4, atol=1e-5)
     assert fitted.passes >= fitted.iterations
     assert result.summary()["logistic"][0]["cv"]["accuracy"] > 0.25
+
+
+def test_random_features_equal_sklearn_rbfsampler(small_store: str, small_views: Views) -> None:
+    from sklearn.kernel_approximation import RBFSampler
+    from sklearn.metrics import mean_squared_error, r2_score
+
+    views, _ = small_views
+    result = mmpipe.fit(
+        small_store, pairs=["m0:m1"], components=K, alphas=ALPHAS, folds=3, random_features=48
+    )
+    (found,) = result.random_features
+    assert found.features.weights_.shape == (K["m0"], 48)
+    for split in range(result.plan.n_splits):
+        tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
+        s_tr, s_va = sk_scores(views["m0"][tr], views["m0"][va], K["m0"])
+        t_tr, t_va = sk_scores(views["m1"][tr], views["m1"][va], K["m1"])
+        sampler = RBFSampler(gamma=found.features.gamma, n_components=48).fit(s_tr)
+        sampler.random_weights_ = found.features.weights_  # the same random features
+        sampler.random_offset_ = found.features.offsets_
+        phi_tr, phi_va = sampler.transform(s_tr), sampler.transform(s_va)
+        for a, alpha in enumerate(ALPHAS):
+            predicted = Ridge(alpha=alpha).fit(phi_tr, t_tr).predict(phi_va)
+            assert found.r2[split, a] == pytest.approx(r2_score(t_va, predicted), rel=1e-6)
+            assert found.mse[split, a] == pytest.approx(
+                mean_squared_error(t_va, predicted), rel=1e-6
+            )
+    # The default bandwidth: the median heuristic on the first rows' final-PCA scores.
+    from scipy.spatial.distance import pdist
+
+    scores = result.pair("m0", "m1").models.source_pca.transform(views["m0"])
+    assert found.features.gamma == pytest.approx(1 / (2 * np.median(pdist(scores)) ** 2))
+    assert result.summary()["random_features"][0]["features"] == 48
+
+
+def test_random_features_capture_a_nonlinear_map(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.uniform(-2, 2, (1500, 2))
+    views = {"a": z + 0.05 * rng.standard_normal(z.shape), "b": np.c_[np.sin(2 * z), z[:, :1] ** 2]}
+    store = mmpipe.write_dataset(tmp_path / "nl.zarr", views, chunk_rows=300)
+    result = mmpipe.fit(
+        store, pairs=["a:b"], components=None, folds=3, random_features=200,
+        alphas=(1e-3, 1e-2, 0.1, 1.0),
+    )  # fmt: skip
+    linear = result.pair("a", "b").summary()["cv"]["r2"]
+    nonlinear = result.random_features[0].summary()["cv"]["r2"]
+    assert nonlinear > 0.9
+    assert nonlinear > linear + 0.3

@@ -18,6 +18,9 @@
         transfer/<source>--<target>/ alphas; confusion, target_confusion (split, alpha,
                                      true_class, predicted_class)
         retrieval/<source>--<target>/split_<s>/  rows, forward_rank, backward_rank (query)
+        random_features/<s>--<t>/    alphas; weights (source_component, feature), offsets
+                                     (feature); r2, mse (split, alpha); coef (alpha, feature,
+                                     target_component), intercept: the final map
         logistic/<a+b>/              confusion (split, true_class, predicted_class); coef
                                      (feature_component, class), intercept (class): final model
 
@@ -249,6 +252,18 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
             _array(g, "alphas", t.alphas, ["alpha"])
             _array(g, "confusion", t.confusion.astype(np.int64), cells)
             _array(g, "target_confusion", t.target_confusion.astype(np.int64), cells)
+    if result.random_features:
+        nonlinear = run.create_group("random_features")
+        for rf in result.random_features:
+            g = nonlinear.create_group(pair_key(rf.source, rf.target))
+            g.attrs.update(_json(rf.summary()))
+            _array(g, "alphas", rf.alphas, ["alpha"])
+            _array(g, "weights", rf.features.weights_, ["source_component", "feature"])
+            _array(g, "offsets", rf.features.offsets_, ["feature"])
+            _array(g, "r2", rf.r2, ["split", "alpha"])
+            _array(g, "mse", rf.mse, ["split", "alpha"])
+            _array(g, "coef", rf.ridge.coef_, ["alpha", "feature", "target_component"])
+            _array(g, "intercept", rf.ridge.intercept_, ["alpha", "target_component"])
     if result.logistic:
         fitted = run.create_group("logistic")
         for lr in result.logistic:

@@ -34,6 +34,7 @@ def test_flow_local_cluster_equals_fit(
             "transfer": True,
             "retrieval": True,
             "logistic": True,
+            "random_features": 16,
             "cluster": {"workers": 2, "memory_limit": "2GiB"},
         }
     )
@@ -48,6 +49,7 @@ def test_flow_local_cluster_equals_fit(
         transfer=True,
         retrieval=True,
         logistic=True,
+        random_features=16,
     )
     assert summary["results"].startswith(str(out))
     run = mmpipe.read_run(out)  # complete, or it raises
@@ -64,6 +66,7 @@ def test_flow_local_cluster_equals_fit(
     assert summary["transfer"] == reference.summary()["transfer"]
     assert summary["retrieval"] == reference.summary()["retrieval"]
     assert summary["logistic"] == reference.summary()["logistic"]
+    assert summary["random_features"] == reference.summary()["random_features"]
     np.testing.assert_array_equal(
         run["classify/m0+m1/confusion"][...],  # type: ignore[index]
         reference.classify[0].confusion,

@@ -1,0 +1,138 @@
+"""Non-linear maps between modalities: ridge on random Fourier features of the source scores.
+
+For each pair, φ(source PCA scores) (RBF random features, seeded) is regressed on the target's
+PCA scores with the same ridge path as the linear map. One more pass over the pair's
+modalities gives the statistics of every split (mmpipe.stats.nonlinear), and R² and MSE per
+split and α come from them as for the linear maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmpipe.io.dataset import Dataset
+from mmpipe.models.pair import PairModels
+from mmpipe.models.rff import RandomFourierFeatures, median_gamma
+from mmpipe.models.transfer import RidgeTransfer, regression_metrics
+from mmpipe.stats.folds import FoldPlan
+from mmpipe.stats.nonlinear import FeatureJob, feature_statistics, merged
+
+GAMMA_SAMPLE_ROWS = 1000
+
+
+@dataclass(frozen=True, eq=False)
+class RandomFeatureResult:
+    """A pair's ridge map on random Fourier features of the source scores."""
+
+    source: str
+    target: str
+    features: RandomFourierFeatures
+    alphas: np.ndarray
+    r2: np.ndarray
+    """(n_splits, n_alpha) validation R² (uniform over the target's components)."""
+    mse: np.ndarray
+    alpha_index: int
+    ridge: RidgeTransfer
+    """Final map φ(source scores) → target scores on all rows, every α."""
+
+    @property
+    def alpha(self) -> float:
+        return float(self.alphas[self.alpha_index])
+
+    def summary(self) -> dict[str, Any]:
+        i = self.alpha_index
+        return {
+            "source": self.source,
+            "target": self.target,
+            "features": self.features.n_features,
+            "gamma": self.features.gamma,
+            "alpha": self.alpha,
+            "cv": {
+                "r2": float(self.r2[:, i].mean()),
+                "mse": float(self.mse[:, i].mean()),
+                "r2_folds": self.r2[:, i].tolist(),
+            },
+            "r2_by_alpha": self.r2.mean(axis=0).tolist(),
+        }
+
+
+def sample_gamma(ds: Dataset, source: str, models: PairModels) -> float:
+    """Median heuristic on the source's final-PCA scores of the first rows where present."""
+    rows = min(GAMMA_SAMPLE_ROWS, ds.n_rows)
+    x = np.asarray(ds.modalities[source][:rows].compute(), dtype=np.float64)
+    if source in ds.masks:
+        x = x[np.asarray(ds.masks[source][:rows].compute(), dtype=bool)]
+    return median_gamma(models.source_pca.transform(x))
+
+
+def fit_random_features(
+    ds: Dataset,
+    plan: FoldPlan,
+    split_models: dict[tuple[int, tuple[str, str]], PairModels],
+    final_models: dict[tuple[str, str], PairModels],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    n_features: int,
+    gamma: float | None,
+    alphas: Sequence[float],
+    seed: int,
+    client: object | None = None,
+) -> list[RandomFeatureResult]:
+    """One pass for every pair; the ridge path and validation metrics from its statistics."""
+    jobs = []
+    for pair in pairs:
+        models = [split_models[(s, pair)] for s in range(plan.n_splits)] + [final_models[pair]]
+        k = max(m.source_pca.n_components_ for m in models)
+        g = gamma if gamma is not None else sample_gamma(ds, pair[0], final_models[pair])
+        jobs.append(
+            FeatureJob(
+                name=f"{pair[0]}--{pair[1]}",
+                source=pair[0],
+                target=pair[1],
+                source_offsets=[m.source_pca.mean_ for m in models],
+                source_bases=[m.source_pca.basis_ for m in models],
+                target_offsets=[m.target_pca.mean_ for m in models],
+                target_bases=[m.target_pca.basis_ for m in models],
+                features=RandomFourierFeatures(n_features, g, seed).fit(k),
+            )
+        )
+    stats = feature_statistics(ds, plan, jobs, client=client)
+    results = []
+    every_group = range(plan.n_groups)
+    for job, pair in zip(jobs, pairs, strict=True):
+        r2, mse = [], []
+        for s, (train, validation) in enumerate(plan.splits):
+            dim = n_features + job.target_bases[s].shape[1]
+            ridge = RidgeTransfer(alphas).fit_moments(
+                merged(stats, job.name, s, train, dim), n_features
+            )
+            split_r2, split_mse = regression_metrics(
+                merged(stats, job.name, s, validation, dim),
+                n_features,
+                ridge.coef_,
+                ridge.intercept_,
+            )
+            r2.append(split_r2)
+            mse.append(split_mse)
+        final_dim = n_features + job.target_bases[-1].shape[1]
+        final = RidgeTransfer(alphas).fit_moments(
+            merged(stats, job.name, plan.n_splits, every_group, final_dim), n_features
+        )
+        r2_all = np.stack(r2)
+        results.append(
+            RandomFeatureResult(
+                source=pair[0],
+                target=pair[1],
+                features=job.features,
+                alphas=np.asarray(alphas, dtype=np.float64),
+                r2=r2_all,
+                mse=np.stack(mse),
+                alpha_index=int(np.argmax(r2_all.mean(axis=0))),
+                ridge=final,
+            )
+        )
+    return results
