@@ -274,7 +274,9 @@ def brute_force_ranks(queries: np.ndarray, candidates: np.ndarray) -> tuple[Any,
 
     sim = cosine_similarity(queries, candidates)
     true = np.diag(sim)
-    return 1 + (sim > true[:, None]).sum(axis=1), 1 + (sim > true[None, :]).sum(axis=0)
+    return 1 + (sim > true[:, None] + 1e-9).sum(axis=1), 1 + (sim > true[None, :] + 1e-9).sum(
+        axis=0
+    )
 
 
 def test_match_ranks_tiles_equal_brute_force() -> None:

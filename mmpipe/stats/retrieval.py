@@ -1,8 +1,9 @@
 """Cross-modal retrieval ranks, tile by tile: never an n × n similarity matrix in memory.
 
 Queries are source rows mapped into the target's score space; candidates are the target rows.
-Row i's true match is candidate i. Its rank counts the candidates strictly more similar
-(cosine) than the true match, plus one. Ties count in the query's favour. Both directions
+Row i's true match is candidate i. Its rank counts the candidates more similar (cosine) than
+the true match by more than TIE (1e-9), plus one. Near-ties count in the query's favour, so
+duplicate rows (mfeat has some) rank the same whatever the rounding of the products. Both directions
 come from the same tiles: a row of a tile ranks candidates for a query (source → target),
 and a column ranks queries for a candidate (target → source).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_TILE = 2048
+TIE = 1e-9
 RECALL_AT = (1, 5, 10)
 
 
@@ -38,8 +40,8 @@ def match_ranks(
                 # The true match never outranks itself (its product here may differ from
                 # `true` in the last bit).
                 np.fill_diagonal(sim, -np.inf)
-            forward[a : a + tile] += (sim > true[a : a + tile, None]).sum(axis=1)
-            backward[b : b + tile] += (sim > true[None, b : b + tile]).sum(axis=0)
+            forward[a : a + tile] += (sim > true[a : a + tile, None] + TIE).sum(axis=1)
+            backward[b : b + tile] += (sim > true[None, b : b + tile] + TIE).sum(axis=0)
     return forward, backward
 
 
