@@ -20,6 +20,7 @@ import numpy as np
 from scipy.linalg import block_diag
 
 from mmpipe.models.classify import RidgeClassifierPath, classification_metrics
+from mmpipe.models.logistic import LogisticFit
 from mmpipe.models.pair import PairModels
 from mmpipe.models.pca import StandardPCA
 from mmpipe.stats.blocked import PassStatistics
@@ -90,6 +91,19 @@ def classify_scorer(name: str, per_split: Sequence[Classifier]) -> LinearScorer:
         name, first.features, first.features, np.stack(maps), np.stack(bias),
         first.model.alphas_.size,
     )  # fmt: skip
+
+
+def logistic_scorer(
+    name: str, features: tuple[str, ...], offsets: np.ndarray, bases: np.ndarray,
+    fit: LogisticFit,
+) -> LinearScorer:  # fmt: skip
+    """Scorer of the logistic models of each split (argmax of the logits, one "α")."""
+    maps, biases = [], []
+    for s in range(offsets.shape[0]):
+        m = bases[s] @ fit.coef[s]  # (d, C)
+        maps.append(m)
+        biases.append(fit.intercept[s] - offsets[s] @ m)
+    return LinearScorer(name, features, features, np.stack(maps), np.stack(biases), 1)
 
 
 def transfer_scorer(

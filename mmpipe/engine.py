@@ -21,12 +21,14 @@ from typing import Any, Literal
 import numpy as np
 
 from mmpipe.crossmodal import (
+    Classifier,
     ClassifyResult,
     LogisticResult,
     RetrievalResult,
     TransferResult,
     classify_scorer,
     fit_classifier,
+    logistic_scorer,
     retrieval_embedder,
     stacked_affine,
     transfer_scorer,
@@ -35,14 +37,14 @@ from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
 from mmpipe.io.storage import StorageOptions
-from mmpipe.models.logistic import fit_stacked_logistic
+from mmpipe.models.logistic import LogisticFit, fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.nonlinear import RandomFeatureResult, fit_random_features
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
-from mmpipe.stats.held import held_confusions, hold_scores
+from mmpipe.stats.held import hold_scores
 from mmpipe.stats.scoring import Embedder, LinearScorer, run_scoring_pass
 
 Components = int | float | None | Mapping[str, int | float | None]
@@ -718,7 +720,8 @@ def cross_modal(
     *,
     client: object | None = None,
 ) -> CrossModal:
-    """Classifiers from the statistics, then one scoring pass for every task, split and α."""
+    """Classifiers from the statistics (and logistic regression on held scores), then one
+    scoring pass for every prediction of every task, split and α."""
     config, plan = prepared.config, prepared.plan
     if not config.scoring:
         return CrossModal()
@@ -728,15 +731,35 @@ def cross_modal(
     widths = prepared.dataset.widths
     comps = {n: _components_for(config, n, widths[n]) for n in prepared.names}
     train = [plan.splits[s][0] for s in range(plan.n_splits)]
+    codes = None
+    if labelled:
+        codes = np.searchsorted(stats.classes, prepared.labels)  # type: ignore[arg-type]
+    n_classes = 0 if stats.classes is None else stats.classes.size
 
     scorers: list[LinearScorer] = []
-    classifiers: dict[tuple[str, ...], list[Any]] = {}
+    # Per feature set: a classifier per split, then the final one (all rows).
+    classifiers: dict[tuple[str, ...], list[Classifier]] = {}
     for features in parse_feature_sets(config.classify, prepared.dataset.names):
-        per_split = [
-            fit_classifier(stats, features, groups, comps, config.alphas) for groups in train
-        ]
-        classifiers[features] = per_split
-        scorers.append(classify_scorer("classify:" + "+".join(features), per_split))
+        fitted = [fit_classifier(stats, features, g, comps, config.alphas) for g in [*train, None]]
+        classifiers[features] = fitted
+        scorers.append(classify_scorer("classify:" + "+".join(features), fitted[:-1]))
+    logistic_fits: dict[tuple[str, ...], LogisticFit] = {}
+    if config.logistic and codes is not None:
+        for features, fitted in classifiers.items():
+            offsets, bases = stacked_affine(fitted)
+            held = hold_scores(
+                prepared.dataset, plan, features, codes, offsets, bases, client=client
+            )
+            logistic_fits[features] = fit_stacked_logistic(
+                held.blocks, held.n_models, held.k, n_classes, held.n_train,
+                C=config.logistic_c, client=client,
+            )  # fmt: skip
+            scorers.append(
+                logistic_scorer(
+                    "logistic:" + "+".join(features), features, offsets[:-1], bases[:-1],
+                    logistic_fits[features],
+                )
+            )  # fmt: skip
     if config.transfer:
         for pair in pairs:
             key = (pair.source, pair.target)
@@ -769,10 +792,6 @@ def cross_modal(
                 )
             )
 
-    codes = None
-    if labelled:
-        codes = np.searchsorted(stats.classes, prepared.labels)  # type: ignore[arg-type]
-    n_classes = 0 if stats.classes is None else stats.classes.size
     scored = run_scoring_pass(
         prepared.dataset, plan, codes, n_classes, scorers, embedders, client=client
     )
@@ -784,9 +803,8 @@ def cross_modal(
         return int(np.argmax(correct.mean(axis=0)))
 
     classify = []
-    for features in classifiers:
+    for features, fitted in classifiers.items():
         matrices = confusion["classify:" + "+".join(features)]
-        final = fit_classifier(stats, features, None, comps, config.alphas)
         classify.append(
             ClassifyResult(
                 features,
@@ -794,7 +812,7 @@ def cross_modal(
                 stats.classes,  # type: ignore[arg-type]
                 matrices,
                 best(matrices),
-                final,
+                fitted[-1],
             )
         )
     transfer = []
@@ -825,39 +843,20 @@ def cross_modal(
         for pair in pairs
         if config.retrieval
     ]
-    logistic = []
-    if config.logistic and codes is not None:
-        for task in classify:
-            per_split = classifiers[task.features]
-            offsets, bases = stacked_affine([*per_split, task.model])
-            held = hold_scores(
-                prepared.dataset, plan, task.features, codes, offsets, bases, client=client
-            )
-            fitted = fit_stacked_logistic(
-                held.blocks,
-                held.n_models,
-                held.k,
-                n_classes,
-                held.n_train,
-                C=config.logistic_c,
-                client=client,
-            )
-            matrices = held_confusions(
-                held, fitted.coef[:-1], fitted.intercept[:-1], n_classes, client=client
-            )
-            logistic.append(
-                LogisticResult(
-                    features=task.features,
-                    C=config.logistic_c,
-                    classes=task.classes,
-                    confusion=matrices,
-                    coef=fitted.coef[-1],
-                    intercept=fitted.intercept[-1],
-                    iterations=fitted.iterations,
-                    passes=fitted.passes,
-                    converged=fitted.converged,
-                )
-            )
+    logistic = [
+        LogisticResult(
+            features=features,
+            C=config.logistic_c,
+            classes=stats.classes,  # type: ignore[arg-type]
+            confusion=confusion["logistic:" + "+".join(features)][:, 0],
+            coef=fit.coef[-1][: classifiers[features][-1].model.coef_.shape[1]],
+            intercept=fit.intercept[-1],
+            iterations=fit.iterations,
+            passes=fit.passes,
+            converged=fit.converged,
+        )
+        for features, fit in logistic_fits.items()
+    ]
     return CrossModal(classify, transfer, retrieval, logistic)
 
 

@@ -153,7 +153,7 @@ def confusions(result: FitResult) -> list[np.ndarray]:
 def test_independent_of_chunking_and_workers(small_store: str, local_client: Any) -> None:
     settings: dict[str, Any] = {
         "pairs": ["m0:m1"], "components": 3, "folds": 3, "classify": ["m0+m2"], "transfer": True,
-        "logistic": True,
+        "logistic": True, "retrieval": True, "retrieval_rows": 50, "random_features": 16,
     }  # fmt: skip
     first = mmpipe.fit(small_store, **settings)
     base = confusions(first)
@@ -165,6 +165,13 @@ def test_independent_of_chunking_and_workers(small_store: str, local_client: Any
             np.testing.assert_array_equal(a, b)
         # L-BFGS sums block gradients in another order: equal to its tolerance.
         np.testing.assert_allclose(other.logistic[0].coef, first.logistic[0].coef, rtol=1e-5)
+        for a_rank, b_rank in zip(first.retrieval[0].ranks, other.retrieval[0].ranks, strict=True):
+            np.testing.assert_array_equal(a_rank.rows, b_rank.rows)
+            np.testing.assert_array_equal(a_rank.forward, b_rank.forward)
+            np.testing.assert_array_equal(a_rank.backward, b_rank.backward)
+        np.testing.assert_allclose(
+            other.random_features[0].r2, first.random_features[0].r2, rtol=1e-10
+        )
 
 
 def test_masked_rows_are_not_scored(tmp_path: Path) -> None:
@@ -193,6 +200,13 @@ def test_scoring_is_one_more_pass(tmp_path: Path) -> None:
     assert len(data) == 2 * 6
     assert set(data.values()) == {2}  # the statistics pass and the scoring pass
     assert set(v for k, v in chunk_reads.items() if k.startswith("labels/")) == {1}
+
+    # Logistic regression reads its feature modalities once more, to hold their scores.
+    store = CountingStore(zarr.storage.LocalStore(url, read_only=True))
+    mmpipe.fit(store, folds=4, components=3, classify=["a"], logistic=True, transfer=True)
+    data = {k: v for k, v in store.reads.items() if k.startswith("modalities/") and "/c/" in k}
+    assert {v for k, v in data.items() if k.startswith("modalities/a/")} == {3}
+    assert {v for k, v in data.items() if k.startswith("modalities/b/")} == {2}
 
 
 def test_tasks_need_labels(tmp_path: Path) -> None:

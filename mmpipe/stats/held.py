@@ -3,7 +3,8 @@
 One pass reads the feature modalities and keeps, per row block on the workers, each model's
 scores side by side (one model per split plus the final one), the label codes, and which rows
 train or validate each model. Iterative solvers then make their passes over these scores,
-never over the store.
+never over the store. Their validation predictions are made in the scoring pass, with the
+other tasks' (mmpipe.stats.scoring).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from dask.delayed import Delayed, delayed
+from dask.delayed import delayed
 
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import compute_on, tree_reduce
@@ -30,8 +31,7 @@ def _block_scores(
     offsets: np.ndarray,
     bases: np.ndarray,
     train_groups: list[np.ndarray],
-    validation_groups: list[np.ndarray],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = fold_groups.shape[0]
     present = np.ones(rows, dtype=bool)
     for mask in masks:
@@ -42,16 +42,14 @@ def _block_scores(
     # (rows, n_models·k): each model's scores (x − offset_m) @ basis_m side by side.
     scores = np.concatenate([(x - o) @ b for o, b in zip(offsets, bases, strict=True)], axis=1)
     train = np.stack([np.isin(fold_groups, g) & present for g in train_groups] + [present], axis=1)
-    validation = np.stack([np.isin(fold_groups, g) & present for g in validation_groups], axis=1)
-    return scores, codes, train, validation
+    return scores, codes, train
 
 
 @dataclass(frozen=True, eq=False)
 class HeldScores:
-    """Per block, persisted on the cluster: (scores, codes, train) and the validation rows."""
+    """Per block, persisted on the cluster: (scores, codes, train)."""
 
     blocks: list[tuple[Any, Any, Any]]
-    validation: list[Any]
     n_models: int
     k: int
     n_train: np.ndarray
@@ -83,11 +81,10 @@ def hold_scores(
     shared_offsets = delayed(offsets, traverse=False)
     shared_bases = delayed(bases, traverse=False)
     train = [np.asarray(t) for t, _ in plan.splits]
-    validation = [np.asarray(v) for _, v in plan.splits]
-    task = delayed(_block_scores, pure=True, nout=4)
+    task = delayed(_block_scores, pure=True, nout=3)
     parts = [
         task([m[i] for m in mods], [k[i] for k in masks], folds[i], labels[i],
-             shared_offsets, shared_bases, train, validation)
+             shared_offsets, shared_bases, train)
         for i in range(len(folds))
     ]  # fmt: skip
     parts = (
@@ -97,7 +94,7 @@ def hold_scores(
     )
     blocks = [(p[0], p[1], p[2]) for p in parts]
     counts = compute_on(tree_reduce([delayed(_count)(p[2]) for p in parts], _total, 8), client)
-    return HeldScores(blocks, [p[3] for p in parts], bases.shape[0], bases.shape[2], counts)
+    return HeldScores(blocks, bases.shape[0], bases.shape[2], counts)
 
 
 def _count(train: np.ndarray) -> np.ndarray:
@@ -106,41 +103,3 @@ def _count(train: np.ndarray) -> np.ndarray:
 
 def _total(*parts: np.ndarray) -> np.ndarray:
     return np.sum(parts, axis=0)
-
-
-def _block_confusion(
-    scores: np.ndarray,
-    codes: np.ndarray,
-    validation: np.ndarray,
-    coef: np.ndarray,
-    intercept: np.ndarray,
-    k: int,
-    n_classes: int,
-) -> np.ndarray:
-    n_splits = validation.shape[1]
-    out = np.zeros((n_splits, n_classes, n_classes))
-    for s in range(n_splits):
-        rows = validation[:, s]
-        if rows.any():
-            predicted = np.argmax(scores[rows, s * k : (s + 1) * k] @ coef[s] + intercept[s], 1)
-            cells = np.bincount(codes[rows] * n_classes + predicted, minlength=n_classes**2)
-            out[s] += cells.reshape(n_classes, n_classes)
-    return out
-
-
-def held_confusions(
-    held: HeldScores,
-    coef: np.ndarray,
-    intercept: np.ndarray,
-    n_classes: int,
-    *,
-    client: object | None = None,
-) -> np.ndarray:
-    """(n_splits, C, C) validation confusion matrices of linear classifiers on held scores."""
-    task = delayed(_block_confusion, pure=True)
-    parts: list[Delayed] = [
-        task(s, c, v, coef, intercept, held.k, n_classes)
-        for (s, c, _), v in zip(held.blocks, held.validation, strict=True)
-    ]
-    result: np.ndarray = compute_on(tree_reduce(parts, _total, 8), client)
-    return result
