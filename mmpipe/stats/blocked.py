@@ -121,33 +121,40 @@ def block_statistics(
     """
     rows = int(fold_groups.shape[0])
     widths = [b.shape[1] for b in blocks]
-    z = np.empty((rows, sum(widths) + n_classes), dtype=np.float64)
+    present = [
+        np.ones(rows, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        for mask in masks
+    ]
     pattern = np.zeros(rows, dtype=np.int64)
-    nonfinite = np.zeros(len(blocks), dtype=np.int64)
-    start = 0
-    for i, (block, mask) in enumerate(zip(blocks, masks, strict=True)):
-        part = z[:, start : start + widths[i]]
-        part[...] = block  # the one dtype conversion
-        present = np.ones(rows, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        bad = ~np.isfinite(part)
-        if bad.any():
-            nonfinite[i] = int(bad[present].sum())
-            part[bad] = 0.0
-        if mask is not None:
-            part[~present] = 0.0  # absent values never enter any statistic
-        pattern |= present.astype(np.int64) << i
-        start += widths[i]
-    if label_codes is not None:
-        z[:, start:] = 0.0
-        z[np.arange(rows), start + label_codes] = 1.0
+    for i, here in enumerate(present):
+        pattern |= here.astype(np.int64) << i
 
-    # Sort rows by group so that each group's rows are one contiguous slice: the per-group
-    # Grams then partition the rows and cost one Gram of the block in total.
+    # Rows sorted by group, so that each group's rows are one contiguous slice: the per-group
+    # Grams then partition the rows and cost one Gram of the block in total. The sort happens
+    # while converting to float64 (one copy of the data, not two).
     key = fold_groups.astype(np.int64) * (1 << len(blocks)) + pattern
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
-    if not np.all(order[1:] > order[:-1]):
-        z = z[order]
+    in_order = bool(np.all(order[1:] > order[:-1]))
+    z = np.empty((rows, sum(widths) + n_classes), dtype=np.float64)
+    nonfinite = np.zeros(len(blocks), dtype=np.int64)
+    start = 0
+    for i, (block, here) in enumerate(zip(blocks, present, strict=True)):
+        part = z[:, start : start + widths[i]]
+        part[...] = block if in_order else np.asarray(block)[order]  # the one dtype conversion
+        here = here if in_order else here[order]
+        bad = ~np.isfinite(part)
+        if bad.any():
+            nonfinite[i] = int(bad[here].sum())
+            part[bad] = 0.0
+        if masks[i] is not None:
+            part[~here] = 0.0  # absent values never enter any statistic
+        start += widths[i]
+    if label_codes is not None:
+        z[:, start:] = 0.0
+        codes = label_codes if in_order else np.asarray(label_codes)[order]
+        z[np.arange(rows), start + codes] = 1.0
+
     bounds = np.flatnonzero(np.diff(sorted_key)) + 1
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [rows]])
@@ -155,7 +162,8 @@ def block_statistics(
     shift = len(blocks)
     for lo, hi in zip(starts, stops, strict=True):
         k = int(sorted_key[lo])
-        groups[(k >> shift, k & ((1 << shift) - 1))] = Moments.from_rows(z[lo:hi])
+        # z is this task's own buffer: center each slice in place.
+        groups[(k >> shift, k & ((1 << shift) - 1))] = Moments.from_rows(z[lo:hi], overwrite=True)
     return BlockResult(groups, nonfinite, rows)
 
 

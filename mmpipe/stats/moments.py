@@ -35,14 +35,21 @@ class Moments:
         return cls(0, np.zeros(dim), np.zeros((dim, dim)))
 
     @classmethod
-    def from_rows(cls, z: np.ndarray) -> Moments:
-        """Moments of the rows of ``z`` (rows × D), computed with a symmetric rank-k update."""
+    def from_rows(cls, z: np.ndarray, *, overwrite: bool = False) -> Moments:
+        """Moments of the rows of ``z`` (rows × D), computed with a symmetric rank-k update.
+
+        ``overwrite=True`` centers a float64 ``z`` in place (no copy); its values are lost.
+        """
         z = np.asarray(z, dtype=np.float64)
         n, dim = z.shape
         if n == 0:
             return cls.empty(dim)
         mean = z.mean(axis=0)
-        centered = z - mean
+        if overwrite:
+            z -= mean
+            centered = z
+        else:
+            centered = z - mean
         return cls(n, mean, gram(centered))
 
     def covariance(self, ddof: int = 1) -> np.ndarray:
