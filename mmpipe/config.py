@@ -128,7 +128,7 @@ class RunConfig(BaseModel):
         return value
 
     def fit_config(self) -> FitConfig:
-        from mmpipe.engine import FitConfig
+        from mmpipe.engine import FitConfig, feature_set
 
         return FitConfig(
             pairs=None
@@ -142,7 +142,7 @@ class RunConfig(BaseModel):
             solver=self.solver,
             cca_reg=self.cca_reg,
             chunk_rows=self.chunk_rows,
-            classify=tuple(tuple(f.split("+")) for f in self.classify),
+            classify=tuple(feature_set(f) for f in self.classify),
             transfer=self.transfer,
             retrieval=self.retrieval,
             retrieval_rows=self.retrieval_rows,

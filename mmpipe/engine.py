@@ -270,14 +270,19 @@ def parse_pairs(
     return tuple(out)
 
 
+def feature_set(item: str | Sequence[str]) -> tuple[str, ...]:
+    """'image+text' or ('image', 'text') -> ('image', 'text')."""
+    parts = item.split("+") if isinstance(item, str) else item
+    return tuple(str(p).strip() for p in parts)
+
+
 def parse_feature_sets(
     sets: Iterable[str | Sequence[str]] | None, names: Sequence[str]
 ) -> tuple[tuple[str, ...], ...]:
     """Normalize 'a+b' strings or sequences of modality names; checks every name."""
     out: list[tuple[str, ...]] = []
     for item in sets or ():
-        parts = item.split("+") if isinstance(item, str) else list(item)
-        features = tuple(str(p).strip() for p in parts)
+        features = feature_set(item)
         for name in features:
             if name not in names:
                 raise ConfigError(
@@ -447,9 +452,7 @@ def fit(
         solver=solver,
         cca_reg=cca_reg,
         chunk_rows=chunk_rows,
-        classify=tuple(
-            tuple(c.split("+")) if isinstance(c, str) else tuple(c) for c in classify or ()
-        ),
+        classify=tuple(feature_set(c) for c in classify or ()),
         transfer=transfer,
         retrieval=retrieval,
         retrieval_rows=retrieval_rows,

@@ -88,7 +88,7 @@ def score_block(
     masks: dict[str, np.ndarray | None],
     label_codes: np.ndarray | None,
     fold_groups: np.ndarray,
-    draws: np.ndarray,
+    draws: np.ndarray | None,
     row_start: int,
     validation_groups: Sequence[np.ndarray],
     scorers: Sequence[LinearScorer],
@@ -125,6 +125,7 @@ def score_block(
                 confusion[s, a] += cells.reshape(n_classes, n_classes)
         out.confusions[scorer.name] = confusion
     for emb in embedders:
+        assert draws is not None  # made whenever there are embedders
         usable = present[emb.source] & present[emb.target]
         for s, in_split in enumerate(validation):
             take = usable & in_split & (draws < emb.fraction[s])
@@ -206,8 +207,12 @@ def scoring_graph(
     mods = {n: ds.modalities[n].to_delayed().ravel() for n in names}
     masks = {n: ds.masks[n].to_delayed().ravel() if n in ds.masks else None for n in names}
     folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
-    draws = da.from_array(retrieval_draws(ds.n_rows, plan.seed), chunks=chunks)
-    draws_blocks = draws.to_delayed().ravel()
+    # One draw per row picks the retrieval subsets; not made when nothing is retrieved.
+    draws_blocks = (
+        da.from_array(retrieval_draws(ds.n_rows, plan.seed), chunks=chunks).to_delayed().ravel()
+        if embedders
+        else [None] * len(folds)
+    )
     labels = (
         [None] * len(folds)
         if label_codes is None
