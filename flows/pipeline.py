@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from mmpipe.cluster import dask_client
+from mmpipe.cluster import choose, dask_client
 from mmpipe.config import RunConfig
 from mmpipe.engine import (
     CrossModal,
@@ -64,14 +64,16 @@ COMPUTE = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
 @task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
-def open_and_validate(config: RunConfig, client: Any) -> Prepared:
+def open_and_validate(config: RunConfig) -> Prepared:
+    # Runs before any cluster exists: bad input fails without paying for one, and the size
+    # of the input decides whether a cluster is worth starting. The labels (one small 1-D
+    # array) are read here.
     prepared = prepare(
         config.dataset,
         config.fit_config(),
         storage_options=config.storage_options,
         out=config.results,
         results_storage_options=config.storage_options,
-        client=client,
     )
     get_run_logger().info(
         "Dataset %s: %d rows, modalities %s; %d pairs, %s plan with %d splits",
@@ -273,10 +275,10 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
     logger = get_run_logger()
     _quiet_dask_logs()
-    spec = config.cluster.spec()
+    prepared = open_and_validate(config)
+    spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
     logger.info("Computing on %s", spec.describe())
     with dask_client(spec) as client:
-        prepared = open_and_validate(config, client)
         stats = run_statistics_pass(prepared, client)
         models = run_fit_models(prepared, stats, client)
         pairs = run_evaluate(prepared, stats, models)

@@ -274,6 +274,10 @@ def fit(
         str, typer.Option(help="normal (one pass) or tsqr (check, 2 passes).")
     ] = "normal",
     chunk_rows: Annotated[int | None, typer.Option(help="Dask row block size.")] = None,
+    precision: Annotated[
+        str,
+        typer.Option(help="Gram dtype of the statistics pass: float64, or float32 (faster)."),
+    ] = "float64",
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes.")] = None,
     threads: Annotated[int, typer.Option(help="Threads per LocalCluster worker.")] = 1,
     address: Annotated[
@@ -281,9 +285,14 @@ def fit(
     ] = None,
     scheduler_file: Annotated[str | None, typer.Option(help="Scheduler file of a cluster.")] = None,
     in_process: Annotated[
-        bool,
-        typer.Option("--in-process", help="No cluster: Dask threads in this process (small data)."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--in-process/--local-cluster",
+            help="Threads in this process, or a LocalCluster of worker processes. Default: "
+            "in process when the modalities are under 256 MiB and no cluster is named.",
+            show_default=False,
+        ),
+    ] = None,
     classify: Annotated[
         list[str] | None,
         typer.Option(
@@ -333,6 +342,8 @@ def fit(
 
     if solver not in ("normal", "tsqr"):
         raise ConfigError(f"--solver must be 'normal' or 'tsqr'. Got {solver!r}.")
+    if precision not in ("float64", "float32"):
+        raise ConfigError(f"--precision must be 'float64' or 'float32'. Got {precision!r}.")
     options = parse_options(storage_option)
     kwargs: dict[str, Any] = dict(
         pairs=pair or None,
@@ -343,6 +354,7 @@ def fit(
         seed=seed,
         solver=solver,
         chunk_rows=chunk_rows,
+        precision=precision,
         out=out,
         storage_options=options,
         results_storage_options=options,
@@ -355,19 +367,17 @@ def fit(
         random_features=random_features,
         rff_gamma=rff_gamma,
     )
-    if in_process:
-        result = mmpipe.fit(store, **kwargs)
-    else:
-        spec = ClusterSpec(
-            address=address,
-            scheduler_file=scheduler_file,
-            workers=workers,
-            threads_per_worker=threads,
-        )
-        # Check the input before paying for a cluster.
-        mmpipe.open_dataset(store, storage_options=options)
-        with dask_client(spec) as client:
-            result = mmpipe.fit(store, client=client, **kwargs)
+    spec = ClusterSpec(
+        address=address,
+        scheduler_file=scheduler_file,
+        workers=workers,
+        threads_per_worker=threads,
+        in_process=in_process,
+    )
+    # Check the input (and learn its size) before paying for a cluster.
+    size = mmpipe.open_dataset(store, storage_options=options).nbytes
+    with dask_client(spec, input_bytes=size) as client:
+        result = mmpipe.fit(store, client=client, **kwargs)
     if as_json:
         _print_json(result.summary())
         return

@@ -1,9 +1,14 @@
 """How a run gets its Dask client — the one place that decides.
 
 Precedence: a client passed by the caller > a scheduler address or scheduler file (argument,
-then the ``DASK_SCHEDULER_ADDRESS`` environment variable) > a LocalCluster started for the run.
-Clusters that mmpipe starts are closed when the run ends; clusters it connects to are left
-running. Dashboards are off unless asked for.
+then the ``DASK_SCHEDULER_ADDRESS`` environment variable) > a LocalCluster started for the run
+> for small inputs, threads in this process. Clusters that mmpipe starts are closed when the
+run ends; clusters it connects to are left running. Dashboards are off unless asked for.
+
+Small inputs: when nothing names a cluster (no address, no scheduler file, no worker count)
+and the modalities hold less than :data:`SMALL_INPUT_BYTES`, starting worker processes costs
+more than the work: each one imports NumPy, Dask and Zarr again before its first task. The mfeat
+example (2,000 rows) fits in 5.5 s on threads and 11.5 s on a 2-worker LocalCluster.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 from mmpipe.errors import bad_parameter
 
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
+SMALL_INPUT_BYTES = 256 * 2**20
+"""Below this many bytes of modalities (in memory), an unnamed cluster means threads here."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +44,17 @@ class ClusterSpec:
     """LocalCluster: worker processes (True) or threads in this process (False)."""
     dashboard: bool = False
     """LocalCluster: serve the dashboard on a free port."""
+    in_process: bool | None = None
+    """No cluster at all: Dask's threaded scheduler in this process. None: only for small
+    inputs when nothing names a cluster (see :func:`choose`)."""
 
     def describe(self) -> str:
         if self.address:
             return f"existing cluster at {self.address}"
         if self.scheduler_file:
             return f"existing cluster from {self.scheduler_file}"
+        if self.in_process:
+            return "threads in this process (no cluster)"
         return (
             f"LocalCluster ({self.workers or os.cpu_count()} workers × "
             f"{self.threads_per_worker} threads)"
@@ -65,15 +77,45 @@ def resolve(spec: ClusterSpec | None = None) -> ClusterSpec:
     return spec
 
 
+def choose(spec: ClusterSpec | None = None, input_bytes: int | None = None) -> ClusterSpec:
+    """:func:`resolve`, then settle ``in_process``: True only if asked, or if it was left to
+    mmpipe (None), nothing names a cluster and the input is under SMALL_INPUT_BYTES."""
+    from dataclasses import replace
+
+    spec = resolve(spec)
+    named = bool(spec.address or spec.scheduler_file or spec.workers is not None)
+    if spec.in_process is None:
+        small = input_bytes is not None and input_bytes < SMALL_INPUT_BYTES
+        return replace(spec, in_process=small and not named)
+    if spec.in_process and named:
+        raise bad_parameter(
+            "in_process", "ClusterSpec", "False when an address, scheduler file or worker "
+            "count names a cluster", spec.in_process,
+        )  # fmt: skip
+    return spec
+
+
 @contextmanager
-def dask_client(spec: ClusterSpec | None = None, *, client: Any | None = None) -> Iterator[Any]:
-    """Yield a ``distributed.Client`` for a run; close what this call started."""
+def dask_client(
+    spec: ClusterSpec | None = None,
+    *,
+    client: Any | None = None,
+    input_bytes: int | None = None,
+) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for a run, or None for threads in this process (then
+    computations use Dask's default scheduler); close what this call started.
+
+    ``input_bytes`` (the modalities' size) lets small inputs run in process (:func:`choose`).
+    """
     if client is not None:
         yield client
         return
+    spec = choose(spec, input_bytes)
+    if spec.in_process:
+        yield None
+        return
     from distributed import Client
 
-    spec = resolve(spec)
     if spec.address or spec.scheduler_file:
         kwargs: dict[str, Any] = (
             {"address": spec.address} if spec.address else {"scheduler_file": spec.scheduler_file}

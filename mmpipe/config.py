@@ -47,6 +47,11 @@ class ClusterConfig(BaseModel):
     )
     threads_per_worker: Annotated[int, Field(ge=1)] = Field(1, description="LocalCluster threads.")
     memory_limit: str | float | None = Field("auto", description="LocalCluster memory per worker.")
+    in_process: bool | None = Field(
+        None,
+        description="Threads in the flow's process instead of a cluster (null: only for inputs "
+        "under 256 MiB when no address, scheduler file or worker count is given).",
+    )
 
     def spec(self) -> ClusterSpec:
         return ClusterSpec(
@@ -55,6 +60,7 @@ class ClusterConfig(BaseModel):
             workers=self.workers,
             threads_per_worker=self.threads_per_worker,
             memory_limit=self.memory_limit,
+            in_process=self.in_process,
         )
 
 
@@ -87,6 +93,9 @@ class RunConfig(BaseModel):
     solver: Literal["normal", "tsqr"] = Field("normal", description="Ridge solver.")
     cca_reg: Annotated[float, Field(ge=0)] = Field(1e-3, description="CCA ridge term.")
     chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="Dask row block.")
+    precision: Literal["float64", "float32"] = Field(
+        "float64", description="dtype of each row block's Gram in the statistics pass."
+    )
     classify: list[str] = Field(
         default_factory=list,
         description="Feature sets to classify the labels from: modality or a+b (fused).",
@@ -142,6 +151,7 @@ class RunConfig(BaseModel):
             solver=self.solver,
             cca_reg=self.cca_reg,
             chunk_rows=self.chunk_rows,
+            precision=self.precision,
             classify=tuple(feature_set(f) for f in self.classify),
             transfer=self.transfer,
             retrieval=self.retrieval,

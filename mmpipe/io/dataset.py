@@ -37,13 +37,37 @@ TARGET_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, eq=False)
+class StoreArrays:
+    """The store's modality and mask arrays themselves: small to ship, read where they run."""
+
+    modalities: dict[str, zarr.Array]
+    masks: dict[str, zarr.Array] = field(default_factory=dict)
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of modality ``name``, in the store's dtype."""
+        return np.asarray(self.modalities[name][start:stop])
+
+    def read_mask(self, name: str, start: int, stop: int) -> np.ndarray | None:
+        """Rows [start, stop) of the mask of ``name`` (None if it has none)."""
+        if name not in self.masks:
+            return None
+        return np.asarray(self.masks[name][start:stop], dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """Row-aligned Dask views of one dataset. All arrays share ``row_chunks``."""
+    """Row-aligned Dask views of one dataset. All arrays share ``row_chunks``.
+
+    Passes over the rows read blocks straight from ``arrays`` inside their tasks
+    (:mod:`mmpipe.stats.rowblocks`); the Dask views serve everything else.
+    """
 
     url: str
     """Where the dataset was opened from (path or fsspec URL)."""
     modalities: dict[str, da.Array]
     """name -> (n, d) array in the store's dtype, chunked by rows only."""
+    arrays: StoreArrays
+    """The modality and mask arrays in the store."""
     labels: da.Array | None = None
     """(n,) integer class labels, if the dataset has them."""
     ids: da.Array | None = None
@@ -68,6 +92,11 @@ class Dataset:
         return {name: int(arr.shape[1]) for name, arr in self.modalities.items()}
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of all modalities in memory, in the store's dtypes."""
+        return sum(int(arr.nbytes) for arr in self.modalities.values())
+
+    @property
     def row_chunks(self) -> tuple[int, ...]:
         return tuple(next(iter(self.modalities.values())).chunks[0])
 
@@ -83,17 +112,23 @@ def _regular_chunks(n: int, size: int) -> tuple[int, ...]:
 
 
 def _with_row_chunks(ds: Dataset, rows: tuple[int, ...]) -> Dataset:
-    def rows_only(arr: da.Array) -> da.Array:
+    # Each Dask chunk reads its own rows from the store (no rechunk layer, whose pieces would
+    # be gathered from other tasks and maybe other workers).
+    def rows_only(arr: zarr.Array) -> da.Array:
+        return da.from_zarr(arr, chunks=(rows, *arr.shape[1:]))
+
+    def rechunked(arr: da.Array) -> da.Array:
         return arr.rechunk((rows, *(-1 for _ in arr.shape[1:])))
 
     return Dataset(
         url=ds.url,
-        modalities={k: rows_only(v) for k, v in ds.modalities.items()},
-        labels=None if ds.labels is None else rows_only(ds.labels),
-        ids=None if ds.ids is None else rows_only(ds.ids),
-        masks={k: rows_only(v) for k, v in ds.masks.items()},
+        modalities={k: rows_only(v) for k, v in ds.arrays.modalities.items()},
+        labels=None if ds.labels is None else rechunked(ds.labels),
+        ids=None if ds.ids is None else rechunked(ds.ids),
+        masks={k: rows_only(v) for k, v in ds.arrays.masks.items()},
         storage_options=ds.storage_options,
         attrs=ds.attrs,
+        arrays=ds.arrays,
     )
 
 
@@ -132,7 +167,10 @@ def open_dataset(
     """Open and validate a dataset; returns row-aligned Dask arrays (nothing is computed).
 
     ``chunk_rows`` sets the Dask row block; by default a multiple of the store's row chunks
-    of about 64 MiB. Raises :class:`~mmpipe.errors.DatasetError` naming the array at fault.
+    of about 64 MiB. Each block's task reads its own rows, so a store chunk cut by a block
+    boundary is read (and decompressed) by both blocks: give a multiple of the store's row
+    chunk to read every chunk once. Raises :class:`~mmpipe.errors.DatasetError` naming the
+    array at fault.
     """
     if isinstance(url, Dataset):
         return url if chunk_rows is None else url.rechunk(chunk_rows)
@@ -232,6 +270,7 @@ def open_dataset(
         masks={k: da.from_zarr(v) for k, v in masks.items()},
         storage_options=storage_options,
         attrs=dict(group.attrs),
+        arrays=StoreArrays(dict(raw), dict(masks)),
     )
     return _with_row_chunks(opened, rows)
 

@@ -17,15 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.moments import Moments, merge, merge_all
+from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 GroupKey = tuple[int, int]  # (fold group, presence bit pattern)
+
+PRECISIONS: dict[str, type[np.floating]] = {"float64": np.float64, "float32": np.float32}
+"""Dtypes a block's Gram can be computed in. float64 (the default) agrees with an in-memory
+float64 reference to rounding (1e-12); float32 halves the arithmetic of the pass and agrees to
+about 1e-6 (benchmarks/precision.py has the numbers)."""
 
 
 @dataclass(frozen=True)
@@ -109,45 +114,47 @@ class PassStatistics:
 
 
 def block_statistics(
-    blocks: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray | None],
+    block: RowBlock,
     label_codes: np.ndarray | None,
     fold_groups: np.ndarray,
+    names: Sequence[str],
     n_classes: int,
+    precision: str = "float64",
 ) -> BlockResult:
     """Per-group statistics of one row block. Pure NumPy; runs inside a Dask task.
 
     ``label_codes`` are class indices in [0, n_classes) (None: no label columns).
+    ``precision`` is the dtype each group's centered Gram is computed in (see
+    :data:`PRECISIONS`); merges across blocks are float64 either way.
     """
+    dtype = PRECISIONS[precision]
     rows = int(fold_groups.shape[0])
-    widths = [b.shape[1] for b in blocks]
-    present = [
-        np.ones(rows, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        for mask in masks
-    ]
+    widths = [block.values[n].shape[1] for n in names]
+    present = [block.present([n]) for n in names]
     pattern = np.zeros(rows, dtype=np.int64)
     for i, here in enumerate(present):
         pattern |= here.astype(np.int64) << i
 
     # Rows sorted by group, so that each group's rows are one contiguous slice: the per-group
     # Grams then partition the rows and cost one Gram of the block in total. The sort happens
-    # while converting to float64 (one copy of the data, not two).
-    key = fold_groups.astype(np.int64) * (1 << len(blocks)) + pattern
+    # while converting to the working dtype (one copy of the data, not two).
+    key = fold_groups.astype(np.int64) * (1 << len(names)) + pattern
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     in_order = bool(np.all(order[1:] > order[:-1]))
-    z = np.empty((rows, sum(widths) + n_classes), dtype=np.float64)
-    nonfinite = np.zeros(len(blocks), dtype=np.int64)
+    z = np.empty((rows, sum(widths) + n_classes), dtype=dtype)
+    nonfinite = np.zeros(len(names), dtype=np.int64)
     start = 0
-    for i, (block, here) in enumerate(zip(blocks, present, strict=True)):
+    for i, name in enumerate(names):
+        values = np.asarray(block.values[name])
         part = z[:, start : start + widths[i]]
-        part[...] = block if in_order else np.asarray(block)[order]  # the one dtype conversion
-        here = here if in_order else here[order]
-        bad = ~np.isfinite(part)
-        if bad.any():
+        part[...] = values if in_order else values[order]  # the one copy
+        here = present[i] if in_order else present[i][order]
+        if not np.isfinite(values).all():  # rare: count the bad present values, zero them all
+            bad = ~np.isfinite(part)
             nonfinite[i] = int(bad[here].sum())
             part[bad] = 0.0
-        if masks[i] is not None:
+        if block.masks[name] is not None:
             part[~here] = 0.0  # absent values never enter any statistic
         start += widths[i]
     if label_codes is not None:
@@ -159,11 +166,13 @@ def block_statistics(
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [rows]])
     groups: dict[GroupKey, Moments] = {}
-    shift = len(blocks)
+    shift = len(names)
     for lo, hi in zip(starts, stops, strict=True):
         k = int(sorted_key[lo])
         # z is this task's own buffer: center each slice in place.
-        groups[(k >> shift, k & ((1 << shift) - 1))] = Moments.from_rows(z[lo:hi], overwrite=True)
+        groups[(k >> shift, k & ((1 << shift) - 1))] = Moments.from_rows(
+            z[lo:hi], overwrite=True, dtype=dtype
+        )
     return BlockResult(groups, nonfinite, rows)
 
 
@@ -183,6 +192,7 @@ def statistics_graph(
     label_codes: np.ndarray | None = None,
     n_classes: int = 0,
     *,
+    precision: str = "float64",
     split_every: int = 8,
 ) -> Delayed:
     """The lazy pass: one task per row block, then a tree of merges (fan-in ``split_every``).
@@ -190,22 +200,13 @@ def statistics_graph(
     Fold groups and label codes come from memory (the plan already read the labels), so the
     store's label chunks are not read a second time.
     """
-    chunks = (ds.row_chunks,)
-    mods = [ds.modalities[n].to_delayed().ravel() for n in names]
-    masks = [
-        ds.masks[n].to_delayed().ravel() if n in ds.masks else [None] * len(mods[0]) for n in names
-    ]
-    folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
-    labels = (
-        [None] * len(folds)
-        if label_codes is None
-        else da.from_array(label_codes, chunks=chunks).to_delayed().ravel()
+    parts = map_row_blocks(
+        ds,
+        names,
+        block_statistics,
+        per_row=(label_codes, plan.assignment),
+        shared=(tuple(names), n_classes, precision),
     )
-    task = delayed(block_statistics, pure=True)
-    parts: list[Delayed] = [
-        task([m[i] for m in mods], [k[i] for k in masks], labels[i], folds[i], n_classes)
-        for i in range(len(folds))
-    ]
     return tree_reduce(parts, merge_results, split_every)
 
 
@@ -231,6 +232,7 @@ def compute_statistics(
     names: Sequence[str],
     labels: np.ndarray | None = None,
     *,
+    precision: str = "float64",
     client: object | None = None,
 ) -> PassStatistics:
     """Run the pass (on ``client`` if given, else the current Dask scheduler).
@@ -239,7 +241,8 @@ def compute_statistics(
     """
     classes = None if labels is None else np.unique(labels)
     codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
-    graph = statistics_graph(ds, plan, names, codes, 0 if classes is None else classes.size)
+    n_classes = 0 if classes is None else classes.size
+    graph = statistics_graph(ds, plan, names, codes, n_classes, precision=precision)
     result: BlockResult = compute_on(graph, client)
     layout = Layout(
         tuple(names),

@@ -14,30 +14,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 from dask.delayed import delayed
 
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import compute_on, tree_reduce
 from mmpipe.stats.folds import FoldPlan
+from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 
 def _block_scores(
-    blocks: list[np.ndarray],
-    masks: list[np.ndarray | None],
+    block: RowBlock,
     fold_groups: np.ndarray,
     codes: np.ndarray,
+    features: Sequence[str],
     offsets: np.ndarray,
     bases: np.ndarray,
     train_groups: list[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = fold_groups.shape[0]
-    present = np.ones(rows, dtype=bool)
-    for mask in masks:
-        if mask is not None:
-            present &= np.asarray(mask, dtype=bool)
-    x = np.concatenate([np.asarray(b, dtype=np.float64) for b in blocks], axis=1)
+    present = block.present(features)
+    x = np.concatenate([np.asarray(block.values[n], dtype=np.float64) for n in features], axis=1)
     x[~present] = 0.0  # absent rows hold NaN in the store; they train and validate nothing
     # (rows, n_models·k): each model's scores (x − offset_m) @ basis_m side by side.
     scores = np.concatenate([(x - o) @ b for o, b in zip(offsets, bases, strict=True)], axis=1)
@@ -70,30 +66,22 @@ def hold_scores(
 
     ``offsets`` (n_models, d) and ``bases`` (n_models, d, k) map raw columns to scores.
     """
-    chunks = (ds.row_chunks,)
-    mods = [ds.modalities[n].to_delayed().ravel() for n in features]
-    masks = [
-        ds.masks[n].to_delayed().ravel() if n in ds.masks else [None] * len(mods[0])
-        for n in features
-    ]
-    folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
-    labels = da.from_array(codes, chunks=chunks).to_delayed().ravel()
-    shared_offsets = delayed(offsets, traverse=False)
-    shared_bases = delayed(bases, traverse=False)
     train = [np.asarray(t) for t, _ in plan.splits]
-    task = delayed(_block_scores, pure=True, nout=3)
-    parts = [
-        task([m[i] for m in mods], [k[i] for k in masks], folds[i], labels[i],
-             shared_offsets, shared_bases, train)
-        for i in range(len(folds))
-    ]  # fmt: skip
-    parts = (
+    parts = map_row_blocks(
+        ds,
+        features,
+        _block_scores,
+        per_row=(plan.assignment, codes),
+        shared=(tuple(features), offsets, bases, train),
+        nout=3,
+    )
+    held: list[Any] = (
         client.persist(parts)  # type: ignore[attr-defined]
         if client is not None
         else list(dask.persist(*parts))
     )
-    blocks = [(p[0], p[1], p[2]) for p in parts]
-    counts = compute_on(tree_reduce([delayed(_count)(p[2]) for p in parts], _total, 8), client)
+    blocks = [(p[0], p[1], p[2]) for p in held]
+    counts = compute_on(tree_reduce([delayed(_count)(p[2]) for p in held], _total, 8), client)
     return HeldScores(blocks, bases.shape[0], bases.shape[2], counts)
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import dask.array as da
 import numpy as np
-from dask.delayed import delayed
 
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.rff import RandomFourierFeatures
 from mmpipe.stats.blocked import compute_on, tree_reduce
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.moments import Moments, merge, merge_all
+from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 Key = tuple[str, int, int]  # (job, model, fold group)
 
@@ -45,20 +44,13 @@ class FeatureJob:
 
 
 def feature_block(
-    blocks: dict[str, np.ndarray],
-    masks: dict[str, np.ndarray | None],
-    fold_groups: np.ndarray,
-    jobs: Sequence[FeatureJob],
+    block: RowBlock, fold_groups: np.ndarray, jobs: Sequence[FeatureJob]
 ) -> dict[Key, Moments]:
     out: dict[Key, Moments] = {}
-    rows = fold_groups.shape[0]
     for job in jobs:
-        present = np.ones(rows, dtype=bool)
-        for name in (job.source, job.target):
-            if masks[name] is not None:
-                present &= np.asarray(masks[name], dtype=bool)
-        xs = np.asarray(blocks[job.source][present], dtype=np.float64)
-        xt = np.asarray(blocks[job.target][present], dtype=np.float64)
+        present = block.present([job.source, job.target])
+        xs = np.asarray(block.values[job.source][present], dtype=np.float64)
+        xt = np.asarray(block.values[job.target][present], dtype=np.float64)
         groups = fold_groups[present]
         for m in range(len(job.source_bases)):
             phi = job.features.transform((xs - job.source_offsets[m]) @ job.source_bases[m])
@@ -82,20 +74,9 @@ def feature_statistics(
 ) -> dict[Key, Moments]:
     """Run the pass: Moments of [φ | target scores] per (job, model, fold group)."""
     names = sorted({n for j in jobs for n in (j.source, j.target)})
-    mods = {n: ds.modalities[n].to_delayed().ravel() for n in names}
-    masks = {n: ds.masks[n].to_delayed().ravel() if n in ds.masks else None for n in names}
-    folds = da.from_array(plan.assignment, chunks=(ds.row_chunks,)).to_delayed().ravel()
-    shared = delayed(list(jobs), traverse=False)
-    task = delayed(feature_block, pure=True)
-    parts = [
-        task(
-            {n: mods[n][i] for n in names},
-            {n: None if masks[n] is None else masks[n][i] for n in names},  # type: ignore[index]
-            folds[i],
-            shared,
-        )
-        for i in range(len(folds))
-    ]
+    parts = map_row_blocks(
+        ds, names, feature_block, per_row=(plan.assignment,), shared=(list(jobs),)
+    )
     result: dict[Key, Moments] = compute_on(tree_reduce(parts, _merge, 8), client)
     return result
 

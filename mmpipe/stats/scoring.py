@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import dask.array as da
 import numpy as np
 from dask.delayed import Delayed, delayed
 
@@ -25,6 +24,7 @@ from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import compute_on, tree_reduce
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.retrieval import DEFAULT_TILE, match_ranks
+from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,27 +84,23 @@ class BlockScores:
 
 
 def score_block(
-    blocks: dict[str, np.ndarray],
-    masks: dict[str, np.ndarray | None],
+    block: RowBlock,
     label_codes: np.ndarray | None,
     fold_groups: np.ndarray,
     draws: np.ndarray | None,
-    row_start: int,
     validation_groups: Sequence[np.ndarray],
     scorers: Sequence[LinearScorer],
     embedders: Sequence[Embedder],
     n_classes: int,
 ) -> BlockScores:
     """Confusion matrices per scorer and retrieval embeddings per embedder for one row block."""
-    rows = fold_groups.shape[0]
-    present = {
-        name: np.ones(rows, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-        for name, mask in masks.items()
-    }
+    present = {name: block.present([name]) for name in block.masks}
     validation = [np.isin(fold_groups, groups) for groups in validation_groups]
 
     def columns(names: Sequence[str], take: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(blocks[n][take], dtype=np.float64) for n in names], 1)
+        return np.concatenate(
+            [np.asarray(block.values[n][take], dtype=np.float64) for n in names], 1
+        )
 
     out = BlockScores()
     if scorers and label_codes is None:
@@ -130,7 +126,7 @@ def score_block(
         for s, in_split in enumerate(validation):
             take = usable & in_split & (draws < emb.fraction[s])
             out.embeddings[(emb.name, s)] = Embeddings(
-                rows=row_start + np.flatnonzero(take),
+                rows=block.start + np.flatnonzero(take),
                 queries=columns([emb.source], take) @ emb.query_maps[s] + emb.query_bias[s],
                 candidates=columns([emb.target], take) @ emb.candidate_maps[s]
                 + emb.candidate_bias[s],
@@ -202,42 +198,16 @@ def scoring_graph(
         {n for s in scorers for n in s.require}
         | {n for e in embedders for n in (e.source, e.target)}
     )
-    chunks = (ds.row_chunks,)
-    starts = np.concatenate([[0], np.cumsum(ds.row_chunks)[:-1]]).tolist()
-    mods = {n: ds.modalities[n].to_delayed().ravel() for n in names}
-    masks = {n: ds.masks[n].to_delayed().ravel() if n in ds.masks else None for n in names}
-    folds = da.from_array(plan.assignment, chunks=chunks).to_delayed().ravel()
     # One draw per row picks the retrieval subsets; not made when nothing is retrieved.
-    draws_blocks = (
-        da.from_array(retrieval_draws(ds.n_rows, plan.seed), chunks=chunks).to_delayed().ravel()
-        if embedders
-        else [None] * len(folds)
-    )
-    labels = (
-        [None] * len(folds)
-        if label_codes is None
-        else da.from_array(label_codes, chunks=chunks).to_delayed().ravel()
-    )
+    draws = retrieval_draws(ds.n_rows, plan.seed) if embedders else None
     validation = [np.asarray(val) for _, val in plan.splits]
-    # The composed maps are shipped once, as one key each, not embedded in every task.
-    shared_scorers = delayed(list(scorers), traverse=False)
-    shared_embedders = delayed(list(embedders), traverse=False)
-    task = delayed(score_block, pure=True)
-    parts: list[Delayed] = [
-        task(
-            {n: mods[n][i] for n in names},
-            {n: None if masks[n] is None else masks[n][i] for n in names},  # type: ignore[index]
-            labels[i],
-            folds[i],
-            draws_blocks[i],
-            int(starts[i]),
-            validation,
-            shared_scorers,
-            shared_embedders,
-            n_classes,
-        )
-        for i in range(len(folds))
-    ]
+    parts = map_row_blocks(
+        ds,
+        names,
+        score_block,
+        per_row=(label_codes, plan.assignment, draws),
+        shared=(validation, list(scorers), list(embedders), n_classes),
+    )
     return delayed(rank_all, pure=True)(tree_reduce(parts, _merge, split_every), tile)
 
 

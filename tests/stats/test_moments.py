@@ -57,3 +57,17 @@ def test_project_and_take() -> None:
     np.testing.assert_allclose(proj.m2, direct.m2, rtol=1e-10)
     sub = m.take(np.array([3, 1]))
     np.testing.assert_allclose(sub.m2, Moments.from_rows(z[:, [3, 1]]).m2, rtol=1e-12)
+
+
+def test_float32_gram_is_close_to_float64_and_stored_as_float64() -> None:
+    # Off-centre data: the rows are centred before the float32 product, so the mean does not
+    # cost precision.
+    z = np.random.default_rng(4).standard_normal((5000, 6)) * 3 + 1000
+    exact = Moments.from_rows(z)
+    single = Moments.from_rows(z.astype(np.float32), dtype=np.float32)
+    assert single.m2.dtype == np.float64
+    assert single.mean.dtype == np.float64
+    np.testing.assert_allclose(single.mean, exact.mean, rtol=1e-7)
+    scale = np.abs(exact.m2).max()
+    assert np.abs(single.m2 - exact.m2).max() / scale < 1e-5
+    assert np.abs(single.m2 - exact.m2).max() / scale > 0  # it really ran in float32
