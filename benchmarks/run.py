@@ -136,11 +136,11 @@ def peer_limit(store: str) -> dict[str, Any]:
     return {"compute_s": done - start, "check": float(gram[0, 0])}
 
 
-def peer_mmpipe(store: str) -> dict[str, Any]:
+def peer_mmpipe(store: str, precision: str = "float64") -> dict[str, Any]:
     args = [str(BIN / "mmpipe"), "fit", store, "--pair", "a:b", "--pair", "b:a",
             "--components", str(COMPONENTS), "--folds", str(FOLDS),
             "--alphas", ",".join(map(str, ALPHAS)), "--workers", "2", "--threads", "1",
-            "--json"]  # fmt: skip
+            "--precision", precision, "--json"]  # fmt: skip
     start = time.perf_counter()
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     done = time.perf_counter()
@@ -169,9 +169,15 @@ def peer_reads(store: str) -> dict[str, Any]:
     return {"chunk_bytes_read": Counting.total}
 
 
+def peer_mmpipe32(store: str) -> dict[str, Any]:
+    """mmpipe with --precision float32 (each block's Gram in float32)."""
+    return peer_mmpipe(store, "float32")
+
+
 PEERS = {
     "reads": peer_reads,
     "mmpipe": peer_mmpipe,
+    "mmpipe32": peer_mmpipe32,
     "sklearn": peer_sklearn,
     "daskml": peer_daskml,
     "limit": peer_limit,
@@ -300,7 +306,9 @@ def plot(results: dict[int, dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     peers = [
-        p for p in ("limit", "mmpipe", "sklearn", "daskml") if any(p in r for r in results.values())
+        p
+        for p in ("limit", "mmpipe", "mmpipe32", "sklearn", "daskml")
+        if any(p in r for r in results.values())
     ]
     sizes = sorted(results)
     for peer in peers:
@@ -355,7 +363,7 @@ def main() -> None:
     out = Path(args.out)
     command = "benchmarks/run.py " + " ".join(sys.argv[1:])
     report(results, out, command)
-    plot(results, out.with_name("results.png"))
+    plot(results, out.with_name(out.stem.lower() + ".png"))
     print(out.read_text())
 
 

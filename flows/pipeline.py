@@ -34,7 +34,9 @@ from mmpipe.engine import (
     new_run_id,
     prepare,
     random_feature_maps,
+    sketch_pass,
     statistics_pass,
+    wide_modalities,
 )
 from mmpipe.errors import MmpipeError
 from mmpipe.io.results import write_run
@@ -85,6 +87,17 @@ def open_and_validate(config: RunConfig) -> Prepared:
         prepared.plan.n_splits,
     )
     return prepared
+
+
+@task(name="sketch-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+def run_sketch_pass(prepared: Prepared, client: Any) -> Prepared:
+    wide = wide_modalities(prepared)
+    reduced = sketch_pass(prepared, client=client)
+    get_run_logger().info(
+        "Wide modalities reduced to sketch coordinates: %s",
+        ", ".join(f"{n} {prepared.dataset.widths[n]} -> {q} columns" for n, q in wide.items()),
+    )
+    return reduced
 
 
 @task(name="statistics-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
@@ -279,6 +292,8 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
     logger.info("Computing on %s", spec.describe())
     with dask_client(spec) as client:
+        if wide_modalities(prepared):
+            prepared = run_sketch_pass(prepared, client)
         stats = run_statistics_pass(prepared, client)
         models = run_fit_models(prepared, stats, client)
         pairs = run_evaluate(prepared, stats, models)

@@ -278,6 +278,16 @@ def fit(
         str,
         typer.Option(help="Gram dtype of the statistics pass: float64, or float32 (faster)."),
     ] = "float64",
+    sketch_above: Annotated[
+        int,
+        typer.Option(help="Reduce modalities wider than this by a randomized sketch (0: never)."),
+    ] = 4096,
+    sketch_columns: Annotated[
+        int | None, typer.Option(help="Sketch width of a wide modality (default 4k + 64).")
+    ] = None,
+    sketch_power: Annotated[
+        int, typer.Option(help="Power iterations of the sketch (one pass each).")
+    ] = 1,
     workers: Annotated[int | None, typer.Option(help="LocalCluster worker processes.")] = None,
     threads: Annotated[int, typer.Option(help="Threads per LocalCluster worker.")] = 1,
     address: Annotated[
@@ -355,6 +365,9 @@ def fit(
         solver=solver,
         chunk_rows=chunk_rows,
         precision=precision,
+        sketch_above=sketch_above or None,
+        sketch_columns=sketch_columns,
+        sketch_power=sketch_power,
         out=out,
         storage_options=options,
         results_storage_options=options,

@@ -93,6 +93,15 @@ class RunConfig(BaseModel):
     solver: Literal["normal", "tsqr"] = Field("normal", description="Ridge solver.")
     cca_reg: Annotated[float, Field(ge=0)] = Field(1e-3, description="CCA ridge term.")
     chunk_rows: Annotated[int, Field(ge=1)] | None = Field(None, description="Dask row block.")
+    sketch_above: Annotated[int, Field(ge=1)] | None = Field(
+        4096, description="Reduce modalities wider than this by a randomized sketch (null: never)."
+    )
+    sketch_columns: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="Sketch width of a wide modality (null: min(d, 4k + 64))."
+    )
+    sketch_power: Annotated[int, Field(ge=0)] = Field(
+        1, description="Power iterations of the sketch (one pass each)."
+    )
     precision: Literal["float64", "float32"] = Field(
         "float64", description="dtype of each row block's Gram in the statistics pass."
     )
@@ -152,6 +161,9 @@ class RunConfig(BaseModel):
             cca_reg=self.cca_reg,
             chunk_rows=self.chunk_rows,
             precision=self.precision,
+            sketch_above=self.sketch_above,
+            sketch_columns=self.sketch_columns,
+            sketch_power=self.sketch_power,
             classify=tuple(feature_set(f) for f in self.classify),
             transfer=self.transfer,
             retrieval=self.retrieval,

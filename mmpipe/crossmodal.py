@@ -62,7 +62,8 @@ def fit_classifier(
         for name in features:
             width = stats.layout.widths[stats.layout.names.index(name)]
             cols = np.arange(start, start + width)
-            fitted.append(StandardPCA(components[name]).fit_moments(raw.take(cols)))
+            pca = StandardPCA(components[name], scale=stats.layout.scaled(name))
+            fitted.append(pca.fit_moments(raw.take(cols)))
             start += width
         pcas = fitted
     n_classes = stats.layout.n_classes

@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from mmpipe.crossmodal import (
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
+from mmpipe.io.reduction import Reduction
 from mmpipe.io.storage import StorageOptions
 from mmpipe.models.logistic import LogisticFit, fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
@@ -46,6 +47,7 @@ from mmpipe.stats.blocked import PRECISIONS, PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 from mmpipe.stats.held import hold_scores
 from mmpipe.stats.scoring import Embedder, LinearScorer, run_scoring_pass
+from mmpipe.stats.sketch import reduce_wide
 
 Components = int | float | None | Mapping[str, int | float | None]
 
@@ -73,9 +75,16 @@ class FitConfig:
     """Ridge term added to each side's score covariance in CCA."""
     chunk_rows: int | None = None
     """Dask row block size; None lets open_dataset choose from the store chunks."""
+    sketch_above: int | None = 4096
+    """Modalities wider than this many columns are first reduced by a randomized sketch of
+    their standardized columns (mmpipe.models.sketch); None: never."""
+    sketch_columns: int | None = None
+    """Sketch width q of a reduced modality; None: min(d, 4·k + 64) for k components."""
+    sketch_power: int = 1
+    """Power iterations of the sketch (one more pass over the wide modality each)."""
     precision: Literal["float64", "float32"] = "float64"
     """dtype of each row block's Gram in the statistics pass; merges are float64 either way.
-    float32 makes the pass about 1.4× faster and agrees with float64 to about 1e-6."""
+    float32 makes the pass faster (benchmarks/RESULTS-1M.md) at about 1e-6 relative error."""
     classify: tuple[tuple[str, ...], ...] = ()
     """Feature sets to classify the labels from, each one or more modalities (fused scores)."""
     transfer: bool = False
@@ -210,6 +219,8 @@ class FitResult:
     """Multinomial logistic regression per classify set (when asked)."""
     random_features: list[RandomFeatureResult] = field(default_factory=list)
     """Non-linear (random Fourier feature) maps, one per pair (when asked)."""
+    reductions: dict[str, Reduction] = field(default_factory=dict)
+    """Wide modalities' sketches: their PCA and maps work on u = reduction.apply(x)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def pair(self, source: str, target: str) -> PairResult:
@@ -244,6 +255,10 @@ class FitResult:
             "timings": self.timings,
             "fingerprint": self.fingerprint,
             "config": self.config.to_json(),
+            "sketched": {
+                name: {"columns": int(r.offset.size), "sketch_columns": r.width}
+                for name, r in self.reductions.items()
+            },
         }
 
 
@@ -343,7 +358,7 @@ def check_plan(ds: Dataset, plan: FoldPlan) -> None:
 def fingerprint(ds: Dataset, stats: PassStatistics) -> str:
     """sha256 of the dataset's layout and a content summary (row counts, rounded means)."""
     h = hashlib.sha256()
-    for name, arr in sorted(ds.modalities.items()):
+    for name, arr in sorted(ds.arrays.modalities.items()):  # as stored, not as reduced
         h.update(f"{name}:{arr.shape}:{arr.dtype}".encode())
     full = stats.moments(list(stats.layout.names), None)
     h.update(np.array2string(full.mean, precision=6, floatmode="maxprec").encode())
@@ -358,6 +373,16 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
     check_alphas(config.alphas, owner="fit")
     if config.solver not in ("normal", "tsqr"):
         raise bad_parameter("solver", "fit", "'normal' or 'tsqr'", config.solver)
+    if config.sketch_above is not None and (
+        not isinstance(config.sketch_above, int) or config.sketch_above < 1
+    ):
+        raise bad_parameter("sketch_above", "fit", "an int >= 1 or None", config.sketch_above)
+    if config.sketch_columns is not None and (
+        not isinstance(config.sketch_columns, int) or config.sketch_columns < 2
+    ):
+        raise bad_parameter("sketch_columns", "fit", "an int >= 2 or None", config.sketch_columns)
+    if not isinstance(config.sketch_power, int) or config.sketch_power < 0:
+        raise bad_parameter("sketch_power", "fit", "an int >= 0", config.sketch_power)
     if config.precision not in PRECISIONS:
         raise bad_parameter("precision", "fit", "'float64' or 'float32'", config.precision)
     if config.holdout is not None and not 0.0 < config.holdout < 1.0:
@@ -412,6 +437,9 @@ def fit(
     cca_reg: float = 1e-3,
     chunk_rows: int | None = None,
     precision: Literal["float64", "float32"] = "float64",
+    sketch_above: int | None = 4096,
+    sketch_columns: int | None = None,
+    sketch_power: int = 1,
     out: str | os.PathLike[str] | None = None,
     client: object | None = None,
     storage_options: StorageOptions | None = None,
@@ -460,6 +488,9 @@ def fit(
         cca_reg=cca_reg,
         chunk_rows=chunk_rows,
         precision=precision,
+        sketch_above=sketch_above,
+        sketch_columns=sketch_columns,
+        sketch_power=sketch_power,
         classify=tuple(feature_set(c) for c in classify or ()),
         transfer=transfer,
         retrieval=retrieval,
@@ -513,6 +544,9 @@ def fit_config(
         client=client,
     )
     lap("prepare")
+    if wide_modalities(prepared):
+        prepared = sketch_pass(prepared, client=client)
+        lap("sketch_pass")
     stats = statistics_pass(prepared, client=client)
     lap("statistics_pass")
     models = fit_models(prepared, stats, client=client)
@@ -591,6 +625,35 @@ def prepare(
     return Prepared(ds, config, pair_list, names, labels, plan, started)
 
 
+def wide_modalities(prepared: Prepared) -> dict[str, int]:
+    """Modalities to reduce before the statistics pass -> their sketch width q."""
+    config, widths = prepared.config, prepared.dataset.widths
+    if config.sketch_above is None:
+        return {}
+    out = {}
+    for name in prepared.names:
+        d = widths[name]
+        if d <= config.sketch_above or name in prepared.dataset.arrays.reductions:
+            continue
+        k = _components_for(config, name, d)
+        k = k if isinstance(k, int) else DEFAULT_COMPONENTS
+        out[name] = min(d, prepared.dataset.n_rows, config.sketch_columns or 4 * k + 64)
+    return out
+
+
+def sketch_pass(prepared: Prepared, *, client: object | None = None) -> Prepared:
+    """Reduce the wide modalities to their sketch coordinates (1 + sketch_power passes over
+    them); every later step sees q columns for each."""
+    reductions = reduce_wide(
+        prepared.dataset,
+        wide_modalities(prepared),
+        power_iterations=prepared.config.sketch_power,
+        seed=prepared.config.seed,
+        client=client,
+    )
+    return replace(prepared, dataset=prepared.dataset.reduced(reductions))
+
+
 def statistics_pass(prepared: Prepared, *, client: object | None = None) -> PassStatistics:
     """The one pass over the data; stops on NaN/inf with counts per modality."""
     ds = prepared.dataset
@@ -626,7 +689,7 @@ def fit_models(
     modalities: dict[str, ModalityResult] = {}
     for name in prepared.names:
         full = stats.moments([name])
-        pca = StandardPCA(comps[name]).fit_moments(full)
+        pca = StandardPCA(comps[name], scale=stats.layout.scaled(name)).fit_moments(full)
         modalities[name] = ModalityResult(
             name=name,
             rows=full.n,
@@ -647,7 +710,8 @@ def fit_models(
                 if name == pair[0]
                 else np.arange(widths[pair[0]], raw.dim)
             )
-            pca_cache[key] = StandardPCA(comps[name]).fit_moments(raw.take(cols))
+            pca = StandardPCA(comps[name], scale=stats.layout.scaled(name))
+            pca_cache[key] = pca.fit_moments(raw.take(cols))
         return pca_cache[key]
 
     def models_for(split: int | None, pair: tuple[str, str]) -> PairModels:
@@ -932,6 +996,7 @@ def assemble(
         retrieval=tasks.retrieval,
         logistic=tasks.logistic,
         random_features=nonlinear or [],
+        reductions=dict(prepared.dataset.arrays.reductions),
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dask.array as da
@@ -25,6 +25,7 @@ import zarr
 import zarr.abc.store
 
 from mmpipe.errors import DatasetError
+from mmpipe.io.reduction import Reduction
 from mmpipe.io.storage import StorageOptions, describe_location, open_group
 
 MODALITIES = "modalities"
@@ -42,10 +43,14 @@ class StoreArrays:
 
     modalities: dict[str, zarr.Array]
     masks: dict[str, zarr.Array] = field(default_factory=dict)
+    reductions: dict[str, Reduction] = field(default_factory=dict)
+    """Wide modalities seen through their sketch coordinates (mmpipe.models.sketch)."""
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of modality ``name``, in the store's dtype."""
-        return np.asarray(self.modalities[name][start:stop])
+        """Rows [start, stop) of modality ``name``: in the store's dtype, or as float64
+        sketch coordinates for a reduced modality."""
+        values = np.asarray(self.modalities[name][start:stop])
+        return self.reductions[name].apply(values) if name in self.reductions else values
 
     def read_mask(self, name: str, start: int, stop: int) -> np.ndarray | None:
         """Rows [start, stop) of the mask of ``name`` (None if it has none)."""
@@ -100,6 +105,12 @@ class Dataset:
     def row_chunks(self) -> tuple[int, ...]:
         return tuple(next(iter(self.modalities.values())).chunks[0])
 
+    def reduced(self, reductions: Mapping[str, Reduction]) -> Dataset:
+        """The same dataset with some modalities seen through their sketch coordinates:
+        every later pass reads q columns for them instead of d."""
+        arrays = replace(self.arrays, reductions={**self.arrays.reductions, **reductions})
+        return _with_row_chunks(replace(self, arrays=arrays), self.row_chunks)
+
     def rechunk(self, chunk_rows: int) -> Dataset:
         """The same dataset with row blocks of ``chunk_rows`` rows (columns never split)."""
         return _with_row_chunks(self, _regular_chunks(self.n_rows, chunk_rows))
@@ -117,12 +128,19 @@ def _with_row_chunks(ds: Dataset, rows: tuple[int, ...]) -> Dataset:
     def rows_only(arr: zarr.Array) -> da.Array:
         return da.from_zarr(arr, chunks=(rows, *arr.shape[1:]))
 
+    def modality(name: str, arr: zarr.Array) -> da.Array:
+        view = rows_only(arr)
+        if name not in ds.arrays.reductions:
+            return view
+        r = ds.arrays.reductions[name]
+        return da.map_blocks(r.apply, view, chunks=(rows, r.width), dtype=np.float64)
+
     def rechunked(arr: da.Array) -> da.Array:
         return arr.rechunk((rows, *(-1 for _ in arr.shape[1:])))
 
     return Dataset(
         url=ds.url,
-        modalities={k: rows_only(v) for k, v in ds.arrays.modalities.items()},
+        modalities={k: modality(k, v) for k, v in ds.arrays.modalities.items()},
         labels=None if ds.labels is None else rechunked(ds.labels),
         ids=None if ds.ids is None else rechunked(ds.ids),
         masks={k: rows_only(v) for k, v in ds.arrays.masks.items()},

@@ -21,6 +21,9 @@
         random_features/<s>--<t>/    alphas; weights (source_component, feature), offsets
                                      (feature); r2, mse (split, alpha); coef (alpha, feature,
                                      target_component), intercept: the final map
+        sketches/<name>/             offset, scale (feature); basis (feature, sketch_column): a
+                                     wide modality's reduction u = ((x − offset) / scale) @ basis;
+                                     its modalities/, pairs/ and classify/ models act on u
         logistic/<a+b>/              confusion (split, true_class, predicted_class); coef
                                      (feature_component, class), intercept (class): final model
 
@@ -252,6 +255,13 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
             _array(g, "alphas", t.alphas, ["alpha"])
             _array(g, "confusion", t.confusion.astype(np.int64), cells)
             _array(g, "target_confusion", t.target_confusion.astype(np.int64), cells)
+    if result.reductions:
+        sketches = run.create_group("sketches")
+        for name, reduction in result.reductions.items():
+            g = sketches.create_group(name)
+            _array(g, "offset", reduction.offset, ["feature"])
+            _array(g, "scale", reduction.scale, ["feature"])
+            _array(g, "basis", reduction.basis, ["feature", "sketch_column"])
     if result.random_features:
         nonlinear = run.create_group("random_features")
         for rf in result.random_features:

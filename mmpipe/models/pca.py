@@ -68,13 +68,18 @@ class StandardPCA:
     ----------
     n_components : int, float in (0, 1), or None
         Components to keep: a count, the fraction of variance to explain, or all.
+    scale : bool
+        Standardize the columns first (True). False for columns that are already on a common
+        scale, such as a wide modality's sketch coordinates: only centered, so that the
+        directions of large variance stay large.
     """
 
-    def __init__(self, n_components: int | float | None = None) -> None:
+    def __init__(self, n_components: int | float | None = None, *, scale: bool = True) -> None:
         self.n_components = n_components
+        self.scale = scale
 
     def get_params(self) -> dict[str, object]:
-        return {"n_components": self.n_components}
+        return {"n_components": self.n_components, "scale": self.scale}
 
     def fit_moments(self, moments: Moments) -> StandardPCA:
         """Fit from (n, μ, M) of the raw columns; returns self."""
@@ -84,7 +89,7 @@ class StandardPCA:
             )
         self.n_samples_ = moments.n
         self.mean_ = moments.mean.copy()
-        self.scale_ = standard_scale(moments)
+        self.scale_ = standard_scale(moments) if self.scale else np.ones(moments.dim)
         cov = moments.covariance(ddof=1) / np.outer(self.scale_, self.scale_)
         values, vectors = np.linalg.eigh(cov)
         order = np.argsort(values)[::-1]

@@ -29,8 +29,8 @@ GroupKey = tuple[int, int]  # (fold group, presence bit pattern)
 
 PRECISIONS: dict[str, type[np.floating]] = {"float64": np.float64, "float32": np.float32}
 """Dtypes a block's Gram can be computed in. float64 (the default) agrees with an in-memory
-float64 reference to rounding (1e-12); float32 halves the arithmetic of the pass and agrees to
-about 1e-6 (benchmarks/precision.py has the numbers)."""
+float64 reference to rounding; float32 halves the Gram's arithmetic and agrees to about 1e-6
+relative on the statistics (the mmpipe32 peer of benchmarks/run.py measures the fit)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,12 @@ class Layout:
     """Their column counts."""
     n_classes: int = 0
     """Number of one-hot label columns at the end of z (0 without labels)."""
+    sketched: frozenset[str] = frozenset()
+    """Modalities read as sketch coordinates (already standardized: PCA only centers them)."""
+
+    def scaled(self, name: str) -> bool:
+        """Whether a PCA of ``name`` standardizes its columns."""
+        return name not in self.sketched
 
     @property
     def dim(self) -> int:
@@ -248,6 +254,7 @@ def compute_statistics(
         tuple(names),
         tuple(ds.widths[n] for n in names),
         0 if classes is None else int(classes.size),
+        frozenset(ds.arrays.reductions),
     )
     return PassStatistics(
         layout=layout,
