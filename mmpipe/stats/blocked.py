@@ -200,6 +200,7 @@ def statistics_graph(
     *,
     precision: str = "float64",
     split_every: int = 8,
+    client: object | None = None,
 ) -> Delayed:
     """The lazy pass: one task per row block, then a tree of merges (fan-in ``split_every``).
 
@@ -212,6 +213,7 @@ def statistics_graph(
         block_statistics,
         per_row=(label_codes, plan.assignment),
         shared=(tuple(names), n_classes, precision),
+        client=client,
     )
     return tree_reduce(parts, merge_results, split_every)
 
@@ -248,7 +250,7 @@ def compute_statistics(
     classes = None if labels is None else np.unique(labels)
     codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
     n_classes = 0 if classes is None else classes.size
-    graph = statistics_graph(ds, plan, names, codes, n_classes, precision=precision)
+    graph = statistics_graph(ds, plan, names, codes, n_classes, precision=precision, client=client)
     result: BlockResult = compute_on(graph, client)
     layout = Layout(
         tuple(names),

@@ -74,6 +74,7 @@ def hold_scores(
         per_row=(plan.assignment, codes),
         shared=(tuple(features), offsets, bases, train),
         nout=3,
+        client=client,
     )
     held: list[Any] = (
         client.persist(parts)  # type: ignore[attr-defined]

@@ -75,7 +75,12 @@ def feature_statistics(
     """Run the pass: Moments of [φ | target scores] per (job, model, fold group)."""
     names = sorted({n for j in jobs for n in (j.source, j.target)})
     parts = map_row_blocks(
-        ds, names, feature_block, per_row=(plan.assignment,), shared=(list(jobs),)
+        ds,
+        names,
+        feature_block,
+        per_row=(plan.assignment,),
+        shared=(list(jobs),),
+        client=client,
     )
     result: dict[Key, Moments] = compute_on(tree_reduce(parts, _merge, 8), client)
     return result

@@ -13,6 +13,7 @@ the task moves only the results.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,16 @@ def _run_block(
     return fn(block, *per_row, *shared)
 
 
+def _default_client() -> Any | None:
+    """The distributed client that ``dask.compute`` would use, if any."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
 def map_row_blocks(
     ds: Dataset,
     names: Sequence[str],
@@ -74,23 +85,33 @@ def map_row_blocks(
     per_row: Sequence[np.ndarray | None] = (),
     shared: Sequence[Any] = (),
     nout: int | None = None,
+    client: Any | None = None,
 ) -> list[Delayed]:
     """One lazy ``fn(block, *per_row_slices, *shared)`` per row block of ``ds``.
 
     ``block`` is a :class:`RowBlock` of ``names`` read inside the task; each array of
     ``per_row`` (n_rows long, or None) is sliced to the block's rows; each object of
     ``shared`` is shipped to the cluster once, as one key, not embedded in every task.
+    With a distributed ``client`` (given, or the default one), the shared objects and the
+    row slices are scattered to the workers first, so the graph sent to the scheduler stays
+    small (composed maps and sketch bases can weigh tens of MB).
     """
-    arrays = delayed(ds.arrays, traverse=False)
-    shared_keys = tuple(delayed(obj, traverse=False) for obj in shared)
+    client = client if client is not None else _default_client()
+    starts = np.cumsum((0, *ds.row_chunks))
+    slices = [
+        tuple(None if a is None else a[lo:hi] for a in per_row)
+        for lo, hi in itertools.pairwise(starts)
+    ]
+    if client is not None:
+        arrays, *shared_keys = client.scatter([ds.arrays, *shared], hash=False)
+        slices = client.scatter(slices, hash=False) if per_row else slices
+    else:
+        arrays = delayed(ds.arrays, traverse=False)
+        shared_keys = [delayed(obj, traverse=False) for obj in shared]
     task = delayed(_run_block, nout=nout)
     label = getattr(fn, "__name__", "block").strip("_")
     parts: list[Delayed] = []
-    start = 0
-    for rows in ds.row_chunks:
-        stop = start + rows
-        slices = tuple(None if a is None else a[start:stop] for a in per_row)
-        args = (arrays, tuple(names), start, stop, fn, slices, shared_keys)
+    for i, (start, stop) in enumerate(itertools.pairwise(starts)):
+        args = (arrays, tuple(names), int(start), int(stop), fn, slices[i], tuple(shared_keys))
         parts.append(task(*args, dask_key_name=f"{label}-{tokenize(ds.url, *args)}"))
-        start = stop
     return parts

@@ -192,6 +192,7 @@ def scoring_graph(
     *,
     split_every: int = 8,
     tile: int = DEFAULT_TILE,
+    client: object | None = None,
 ) -> Delayed:
     """One task per row block reading only the modalities some job needs, then a tree merge."""
     names = sorted(
@@ -207,6 +208,7 @@ def scoring_graph(
         score_block,
         per_row=(label_codes, plan.assignment, draws),
         shared=(validation, list(scorers), list(embedders), n_classes),
+        client=client,
     )
     return delayed(rank_all, pure=True)(tree_reduce(parts, _merge, split_every), tile)
 
@@ -225,6 +227,8 @@ def run_scoring_pass(
     """Run the scoring pass: confusion matrices per scorer, match ranks per (embedder, split)."""
     if not scorers and not embedders:
         return ScoringResult()
-    graph = scoring_graph(ds, plan, label_codes, n_classes, scorers, embedders, tile=tile)
+    graph = scoring_graph(
+        ds, plan, label_codes, n_classes, scorers, embedders, tile=tile, client=client
+    )
     result: ScoringResult = compute_on(graph, client)
     return result

@@ -71,7 +71,9 @@ def reduce_wide(
     names = sorted(widths)
     if not names:
         return {}
-    parts = map_row_blocks(ds, names, _sketch_block, shared=(names, dict(widths), seed))
+    parts = map_row_blocks(
+        ds, names, _sketch_block, shared=(names, dict(widths), seed), client=client
+    )
     sketches: dict[str, RangeSketch] = compute_on(
         tree_reduce(parts, _merge_sketch_parts, 8), client
     )
@@ -80,7 +82,7 @@ def reduce_wide(
         scale = column_scale(sk.n, sk.mean, sk.sq)
         reductions[name] = Reduction(sk.mean, scale, orthonormal((sk.sketch / scale).T))
     for _ in range(power_iterations):
-        parts = map_row_blocks(ds, names, _power_block, shared=(names, reductions))
+        parts = map_row_blocks(ds, names, _power_block, shared=(names, reductions), client=client)
         products: dict[str, np.ndarray] = compute_on(tree_reduce(parts, _sum_parts, 8), client)
         reductions = {
             name: Reduction(r.offset, r.scale, orthonormal(products[name]))

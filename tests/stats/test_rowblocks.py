@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from helpers import make_views
@@ -57,3 +59,19 @@ def test_blocks_read_the_rows_they_name(tmp_path: Path) -> None:
     assert [r[:2] for r in results] == [(0, 70), (70, 70), (140, 70), (210, 30)]
     mask = np.asarray(ds.masks["m1"].compute())
     assert sum(r[2] for r in results) == int(mask.sum())
+
+
+def _total(block: RowBlock, big: np.ndarray) -> float:
+    return float(big.sum()) + block.rows
+
+
+def test_large_shared_objects_go_to_the_workers_not_into_the_graph(
+    tmp_path: Path, local_client: Any
+) -> None:
+    ds = open_dataset(_dataset(tmp_path), chunk_rows=100)
+    big = np.ones((2000, 1000))  # 16 MB: distributed warns about graphs over 10 MB
+    parts = map_row_blocks(ds, ["m0"], _total, shared=(big,), client=local_client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "large graph" UserWarning fails the test
+        results = local_client.compute(parts, sync=True)
+    assert results == [2e6 + 100, 2e6 + 100, 2e6 + 40]
