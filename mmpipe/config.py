@@ -146,12 +146,10 @@ class RunConfig(BaseModel):
         return value
 
     def fit_config(self) -> FitConfig:
-        from mmpipe.engine import FitConfig, feature_set
+        from mmpipe.engine import FitConfig, feature_set, pair_of
 
         return FitConfig(
-            pairs=None
-            if self.pairs is None
-            else tuple((p.split(":")[0], p.split(":")[1]) for p in self.pairs),
+            pairs=None if self.pairs is None else tuple(pair_of(p) for p in self.pairs),  # type: ignore[misc]
             components=self.components,
             folds=self.folds,
             holdout=self.holdout,
