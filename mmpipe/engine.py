@@ -853,21 +853,30 @@ def cross_modal(
                     logistic_fits[features],
                 )
             )  # fmt: skip
+    # The target's own accuracy depends only on the target and its per-split PCAs: pairs that
+    # share both (no masks among them) share one classifier and one "own" scorer.
+    own_scorer: dict[tuple[str, str], str] = {}
     if config.transfer:
+        own_targets: dict[tuple[str, tuple[int, ...]], tuple[str, list[Classifier]]] = {}
         for pair in pairs:
             key = (pair.source, pair.target)
             split_pairs = [models.split_models[(s, key)] for s in range(plan.n_splits)]
-            targets = [
-                fit_classifier(
-                    stats, [pair.target], groups, comps, config.alphas, pcas=[m.target_pca]
-                )
-                for groups, m in zip(train, split_pairs, strict=True)
-            ]
+            shared = (pair.target, tuple(id(m.target_pca) for m in split_pairs))
+            if shared not in own_targets:
+                fitted_targets = [
+                    fit_classifier(
+                        stats, [pair.target], groups, comps, config.alphas, pcas=[m.target_pca]
+                    )
+                    for groups, m in zip(train, split_pairs, strict=True)
+                ]
+                own_name = f"own:{pair.target}#{len(own_targets)}"
+                own_targets[shared] = (own_name, fitted_targets)
+                scorers.append(classify_scorer(own_name, fitted_targets))
+            own_scorer[key], targets = own_targets[shared]
             name = f"{pair.source}--{pair.target}"
             scorers.append(
                 transfer_scorer("transfer:" + name, split_pairs, targets, pair.alpha_index, *key)
             )
-            scorers.append(classify_scorer("own:" + name, targets))
     embedders: list[Embedder] = []
     if config.retrieval:
         for pair in pairs:
@@ -912,7 +921,7 @@ def cross_modal(
     if config.transfer:
         for pair in pairs:
             name = f"{pair.source}--{pair.target}"
-            own = confusion["own:" + name]
+            own = confusion[own_scorer[(pair.source, pair.target)]]
             transfer.append(
                 TransferResult(
                     source=pair.source,

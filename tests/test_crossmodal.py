@@ -420,3 +420,27 @@ def test_random_features_capture_a_nonlinear_map(tmp_path: Path) -> None:
     nonlinear = result.random_features[0].summary()["cv"]["r2"]
     assert nonlinear > 0.9
     assert nonlinear > linear + 0.3
+
+
+def test_pairs_sharing_a_target_share_its_own_classifier(
+    small_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmpipe.engine
+
+    calls: list[tuple[str, ...]] = []
+    real = mmpipe.engine.fit_classifier
+
+    def counting(stats: Any, features: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(tuple(features))
+        return real(stats, features, *args, **kwargs)
+
+    monkeypatch.setattr(mmpipe.engine, "fit_classifier", counting)
+    result = mmpipe.fit(small_store, components=2, folds=3, transfer=True)
+    assert len(result.transfer) == 6  # every ordered pair of 3 modalities
+    # No masks: one classifier per target and split (3 × 3), not one per pair (6 × 3).
+    assert sorted(calls) == sorted([(m,) for m in ("m0", "m1", "m2") for _ in range(3)])
+    by_target: dict[str, list[Any]] = {}
+    for t in result.transfer:
+        by_target.setdefault(t.target, []).append(t.target_confusion)
+    for matrices in by_target.values():
+        assert all(np.array_equal(matrices[0], m) for m in matrices[1:])
