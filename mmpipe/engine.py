@@ -881,7 +881,7 @@ def cross_modal(
     if config.retrieval:
         for pair in pairs:
             key = (pair.source, pair.target)
-            eligible = [stats.moments(list(key), val).n for _, val in plan.splits]
+            eligible = [stats.rows_present(key, val) for _, val in plan.splits]
             wanted = config.retrieval_rows
             fractions = [1.0 if wanted is None else min(1.0, wanted / max(n, 1)) for n in eligible]
             embedders.append(

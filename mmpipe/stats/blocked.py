@@ -113,10 +113,16 @@ class PassStatistics:
         columns = np.concatenate(index)
         return merge_all((p.take(columns) for p in parts), dim=columns.size)
 
-    def rows_present(self, names: Sequence[str]) -> int:
-        """How many rows have every one of ``names`` present."""
+    def rows_present(self, names: Sequence[str], fold_groups: Iterable[int] | None = None) -> int:
+        """How many rows (of ``fold_groups``, all if None) have every one of ``names`` present;
+        a count, without merging any statistics."""
         need = sum(self.layout.bit(n) for n in names)
-        return sum(m.n for (_, pattern), m in self.groups.items() if (pattern & need) == need)
+        wanted = None if fold_groups is None else set(fold_groups)
+        return sum(
+            m.n
+            for (group, pattern), m in self.groups.items()
+            if (pattern & need) == need and (wanted is None or group in wanted)
+        )
 
 
 def block_statistics(

@@ -75,3 +75,14 @@ def test_large_shared_objects_go_to_the_workers_not_into_the_graph(
         warnings.simplefilter("error")  # a "large graph" UserWarning fails the test
         results = local_client.compute(parts, sync=True)
     assert results == [2e6 + 100, 2e6 + 100, 2e6 + 40]
+
+
+def test_rows_present_counts_what_the_merged_statistics_count(tmp_path: Path) -> None:
+    from mmpipe.stats.blocked import compute_statistics
+
+    ds = open_dataset(_dataset(tmp_path), chunk_rows=100)
+    stats = compute_statistics(ds, kfold_plan(ds.n_rows, 3), ds.names)
+    for names in (["m0"], ["m1"], ["m0", "m1"]):
+        for groups in (None, [0], [1, 2]):
+            assert stats.rows_present(names, groups) == stats.moments(names, groups).n
+    assert stats.rows_present(["m1"]) == int(np.asarray(ds.masks["m1"].compute()).sum()) < 240
