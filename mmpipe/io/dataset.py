@@ -70,7 +70,8 @@ class Dataset:
     url: str
     """Where the dataset was opened from (path or fsspec URL)."""
     modalities: dict[str, da.Array]
-    """name -> (n, d) array in the store's dtype, chunked by rows only."""
+    """name -> (n, d) array in the store's dtype, chunked by rows only ((n, q) float64 sketch
+    coordinates for a modality in ``arrays.reductions``)."""
     arrays: StoreArrays
     """The modality and mask arrays in the store."""
     labels: da.Array | None = None

@@ -78,6 +78,25 @@ def test_flow_local_cluster_equals_fit(
     assert {"mmpipe-fit-pairs", "mmpipe-fit-tasks", "mmpipe-fit-results"} <= keys
 
 
+def test_flow_on_a_small_input_computes_in_process(
+    prefect_server: None, small_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmpipe.cluster
+    from flows.pipeline import mmpipe_fit
+
+    def no_cluster(*args: object) -> None:
+        raise AssertionError("a small input with no cluster named must not start one")
+
+    monkeypatch.setattr(mmpipe.cluster, "start_local_cluster", no_cluster)
+    settings = {"pairs": ["m0:m1"], "components": 2, "folds": 3, "precision": "float32"}
+    summary = mmpipe_fit(load_config({"dataset": small_store, **settings}))
+    reference = mmpipe.fit(small_store, **settings)  # type: ignore[arg-type]
+    assert summary["config"]["precision"] == "float32"
+    assert summary["pairs"][0]["cv"]["r2_folds"] == pytest.approx(
+        reference.summary()["pairs"][0]["cv"]["r2_folds"], rel=1e-10
+    )
+
+
 def test_local_workers_do_not_import_prefect(small_store: str) -> None:
     from mmpipe.cluster import ClusterSpec, dask_client
 
