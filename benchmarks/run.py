@@ -1,7 +1,7 @@
 """The fixed benchmark job, mmpipe against its peers on the same data, folds and machine.
 
     .venv/bin/python benchmarks/run.py [--sizes 100000,1000000]
-        [--peers limit,mmpipe,sklearn,daskml] [--data data/bench] [--out benchmarks/RESULTS.md]
+        [--peers limit,mmpipe,mmpipe32,sklearn,daskml] [--data data/bench] [--out benchmarks/RESULTS.md]
 
 The job: two modalities of 256 float32 columns (row-chunked Zarr from `mmpipe synth`),
 standardize, PCA to 32 per modality, ridge both directions for 5 α, 5-fold CV. Each method
@@ -9,6 +9,7 @@ runs in its own process. A sampler records the peak resident memory of that proc
 the bytes it read (rchar). The methods:
 
 - mmpipe: `mmpipe fit` on a LocalCluster of 2 workers × 1 thread;
+- mmpipe32: the same with `--precision float32`;
 - sklearn: the data loaded in memory, then StandardScaler + PCA(covariance_eigh) + Ridge per
   fold and α;
 - daskml: dask-ml StandardScaler + PCA (tsqr) + `dask.array.linalg.lstsq` on the
@@ -328,7 +329,7 @@ def plot(results: dict[int, dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--peers", default="limit,mmpipe,sklearn,daskml")
+    parser.add_argument("--peers", default="limit,mmpipe,mmpipe32,sklearn,daskml")
     parser.add_argument("--data", default="data/bench")
     parser.add_argument("--out", default="benchmarks/RESULTS.md")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
