@@ -1,7 +1,8 @@
 """The fixed benchmark job, mmpipe against its peers on the same data, folds and machine.
 
     .venv/bin/python benchmarks/run.py [--sizes 100000,1000000]
-        [--peers limit,mmpipe,mmpipe32,sklearn,daskml] [--data data/bench] [--out benchmarks/RESULTS.md]
+        [--peers limit,mmpipe,mmpipe32,sklearn,daskml] [--data data/bench]
+        [--out benchmarks/RESULTS.md]
 
 The job: two modalities of 256 float32 columns (row-chunked Zarr from `mmpipe synth`),
 standardize, PCA to 32 per modality, ridge both directions for 5 α, 5-fold CV. Each method
