@@ -40,3 +40,19 @@ def test_fit_reads_every_chunk_once(tmp_path: Path) -> None:
     # ids are never needed by a fit.
     assert not any(k.startswith("ids/c/") for k in store.reads)
     assert np.isfinite(result.pairs[0].r2).all()
+
+
+def test_a_sketched_modality_is_read_once_per_sketch_pass_and_once_more(tmp_path: Path) -> None:
+    url = synthesize(
+        tmp_path / "w.zarr",
+        SynthSpec(rows=1200, modalities={"wide": 300, "b": 8}, chunk_rows=200),
+    )
+    store = CountingStore(zarr.storage.LocalStore(url, read_only=True))
+    result = mmpipe.fit(store, folds=3, components=4, sketch_above=100, sketch_power=2)
+    assert result.reductions["wide"].width == 4 * 4 + 64
+    reads = {k: v for k, v in store.reads.items() if "/c/" in k}
+    # 1 sketch pass + 2 power iterations + the statistics pass for the wide modality; the
+    # narrow one is read by the statistics pass only.
+    assert {v for k, v in reads.items() if k.startswith("modalities/wide/")} == {4}
+    assert {v for k, v in reads.items() if k.startswith("modalities/b/")} == {1}
+    assert len([k for k in reads if k.startswith("modalities/wide/")]) == 6
