@@ -1,6 +1,7 @@
 """The mmpipe fit as a Prefect flow.
 
-open & validate → statistics pass → models → evaluation → write results → artifact.
+open & validate → [sketch pass] → statistics pass → models → evaluation → [scoring pass,
+random-features pass] → write results → artifacts. Opening comes before any cluster exists.
 
 Tasks run in the flow's own process and submit Dask graphs to the cluster the flow holds (a
 Prefect task inside a Dask worker would need a Prefect API there). Tasks pass Python objects
