@@ -84,7 +84,8 @@ class FitConfig:
     """Power iterations of the sketch (one more pass over the wide modality each)."""
     precision: Literal["float64", "float32"] = "float64"
     """dtype of each row block's Gram in the statistics pass; merges are float64 either way.
-    float32 makes the pass faster (benchmarks/RESULTS-1M.md) at about 1e-6 relative error."""
+    float32 makes each block's Gram about 40% faster (README, Performance) at about 1e-6
+    relative error."""
     classify: tuple[tuple[str, ...], ...] = ()
     """Feature sets to classify the labels from, each one or more modalities (fused scores)."""
     transfer: bool = False
