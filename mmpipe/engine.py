@@ -335,13 +335,14 @@ def _components_for(config: FitConfig, name: str, width: int) -> int | float | N
     return spec
 
 
-def read_labels(ds: Dataset, client: object | None = None) -> np.ndarray | None:
-    """The labels in memory (a small 1-D array), or None."""
+def read_labels(ds: Dataset) -> np.ndarray | None:
+    """The labels in memory (a small 1-D array), or None.
+
+    Read here, in this process: a Dask array graph sent to the workers would make each of
+    them import dask.array (over a second per worker process) for one small vector."""
     if ds.labels is None:
         return None
-    if client is not None:
-        return np.asarray(client.compute(ds.labels, sync=True))  # type: ignore[attr-defined]
-    return np.asarray(ds.labels.compute())
+    return np.asarray(ds.labels.compute(scheduler="sync"))
 
 
 def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> FoldPlan:
@@ -630,7 +631,7 @@ def prepare(
         check_writable(out, storage_options=results_storage_options)
     used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
     names = [n for n in ds.names if n in used]
-    labels = read_labels(ds, client)
+    labels = read_labels(ds)
     if plan is None:
         plan = make_plan(ds, config, labels)
     check_plan(ds, plan)

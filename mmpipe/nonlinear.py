@@ -63,9 +63,10 @@ class RandomFeatureResult:
 def sample_gamma(ds: Dataset, source: str, models: PairModels) -> float:
     """Median heuristic on the source's final-PCA scores of the first rows where present."""
     rows = min(GAMMA_SAMPLE_ROWS, ds.n_rows)
-    x = np.asarray(ds.modalities[source][:rows].compute(), dtype=np.float64)
+    # A small sample, read in this process (no graph for the workers to import dask.array for).
+    x = np.asarray(ds.modalities[source][:rows].compute(scheduler="sync"), dtype=np.float64)
     if source in ds.masks:
-        x = x[np.asarray(ds.masks[source][:rows].compute(), dtype=bool)]
+        x = x[np.asarray(ds.masks[source][:rows].compute(scheduler="sync"), dtype=bool)]
     return median_gamma(models.source_pca.transform(x))
 
 

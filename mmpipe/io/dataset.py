@@ -17,9 +17,8 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import zarr
 import zarr.abc.store
@@ -27,6 +26,9 @@ import zarr.abc.store
 from mmpipe.errors import DatasetError
 from mmpipe.io.reduction import Reduction
 from mmpipe.io.storage import StorageOptions, describe_location, open_group
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 MODALITIES = "modalities"
 LABELS = "labels"
@@ -124,6 +126,8 @@ def _regular_chunks(n: int, size: int) -> tuple[int, ...]:
 
 
 def _with_row_chunks(ds: Dataset, rows: tuple[int, ...]) -> Dataset:
+    import dask.array as da  # not at module level: workers import this module, not dask.array
+
     # Each Dask chunk reads its own rows from the store (no rechunk layer, whose pieces would
     # be gathered from other tasks and maybe other workers).
     def rows_only(arr: zarr.Array) -> da.Array:
@@ -280,6 +284,8 @@ def open_dataset(
     width = sum(arr.shape[1] for arr in raw.values())
     store_rows = [arr.chunks[0] for arr in raw.values()]
     rows = _regular_chunks(n, chunk_rows or _default_row_chunk(store_rows, width, n))
+    import dask.array as da
+
     from_zarr = {name: da.from_zarr(arr) for name, arr in raw.items()}
     opened = Dataset(
         url=text,
