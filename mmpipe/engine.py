@@ -335,16 +335,6 @@ def _components_for(config: FitConfig, name: str, width: int) -> int | float | N
     return spec
 
 
-def read_labels(ds: Dataset) -> np.ndarray | None:
-    """The labels in memory (a small 1-D array), or None.
-
-    Read here, in this process: a Dask array graph sent to the workers would make each of
-    them import dask.array (over a second per worker process) for one small vector."""
-    if ds.labels is None:
-        return None
-    return np.asarray(ds.labels.compute(scheduler="sync"))
-
-
 def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> FoldPlan:
     """The fold plan, stratified by ``labels`` when the dataset has them."""
     if config.holdout is not None:
@@ -423,7 +413,7 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
         raise bad_parameter("rff_gamma", "fit", "a float > 0 or None", config.rff_gamma)
     if not (isinstance(config.logistic_c, int | float) and config.logistic_c > 0):
         raise bad_parameter("logistic_c", "fit", "a float > 0", config.logistic_c)
-    if (config.classify or config.transfer) and ds.labels is None:
+    if (config.classify or config.transfer) and ds.label_array is None:
         asked = "classify" if config.classify else "transfer"
         raise ConfigError(
             f"{asked} needs labels, but {ds.url!r} has no 'labels' array: add labels (n,) "
@@ -631,7 +621,7 @@ def prepare(
         check_writable(out, storage_options=results_storage_options)
     used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
     names = [n for n in ds.names if n in used]
-    labels = read_labels(ds)
+    labels = ds.read_labels()
     if plan is None:
         plan = make_plan(ds, config, labels)
     check_plan(ds, plan)

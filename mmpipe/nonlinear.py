@@ -63,10 +63,11 @@ class RandomFeatureResult:
 def sample_gamma(ds: Dataset, source: str, models: PairModels) -> float:
     """Median heuristic on the source's final-PCA scores of the first rows where present."""
     rows = min(GAMMA_SAMPLE_ROWS, ds.n_rows)
-    # A small sample, read in this process (no graph for the workers to import dask.array for).
-    x = np.asarray(ds.modalities[source][:rows].compute(scheduler="sync"), dtype=np.float64)
-    if source in ds.masks:
-        x = x[np.asarray(ds.masks[source][:rows].compute(scheduler="sync"), dtype=bool)]
+    # A small sample, read in this process straight from the store.
+    x = np.asarray(ds.arrays.read(source, 0, rows), dtype=np.float64)
+    present = ds.arrays.read_mask(source, 0, rows)
+    if present is not None:
+        x = x[present]
     return median_gamma(models.source_pca.transform(x))
 
 

@@ -6,8 +6,9 @@
       ids                 optional (n,) sample ids (any dtype)
       masks/<name>        optional (n,) bool: modality <name> present in that row
 
-:func:`open_dataset` checks the layout from metadata alone (no data is read) and returns
-row-aligned Dask arrays. Problems in the values (NaN/inf, zero variance) are found during the
+:func:`open_dataset` checks the layout from metadata alone (no data is read) and returns a
+:class:`Dataset`: the store's arrays, the row blocks every pass uses, and row-aligned Dask
+views built on first use. Problems in the values (NaN/inf, zero variance) are found during the
 statistics pass.
 """
 
@@ -17,6 +18,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -63,25 +65,24 @@ class StoreArrays:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Row-aligned Dask views of one dataset. All arrays share ``row_chunks``.
+    """One dataset's store arrays, its row blocks, and row-aligned Dask views of them.
 
     Passes over the rows read blocks straight from ``arrays`` inside their tasks
-    (:mod:`mmpipe.stats.rowblocks`); the Dask views serve everything else.
+    (:mod:`mmpipe.stats.rowblocks`); the Dask views (``modalities``, ``labels``, ``ids``,
+    ``masks``) serve everything else. They are built on first use: a fit on a cluster never
+    needs them, and importing ``dask.array`` costs about a second per process.
     """
 
     url: str
     """Where the dataset was opened from (path or fsspec URL)."""
-    modalities: dict[str, da.Array]
-    """name -> (n, d) array in the store's dtype, chunked by rows only ((n, q) float64 sketch
-    coordinates for a modality in ``arrays.reductions``)."""
     arrays: StoreArrays
     """The modality and mask arrays in the store."""
-    labels: da.Array | None = None
-    """(n,) integer class labels, if the dataset has them."""
-    ids: da.Array | None = None
-    """(n,) sample ids, if present."""
-    masks: dict[str, da.Array] = field(default_factory=dict)
-    """name -> (n,) bool presence mask, for the modalities that have one."""
+    row_chunks: tuple[int, ...]
+    """Rows per block; every view and every pass over the rows uses these blocks."""
+    label_array: zarr.Array | None = None
+    """The store's (n,) integer class labels, if the dataset has them."""
+    id_array: zarr.Array | None = None
+    """The store's (n,) sample ids, if present."""
     storage_options: StorageOptions | None = None
     """fsspec options used to open the store."""
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -89,70 +90,89 @@ class Dataset:
 
     @property
     def n_rows(self) -> int:
-        return int(next(iter(self.modalities.values())).shape[0])
+        return int(next(iter(self.arrays.modalities.values())).shape[0])
 
     @property
     def names(self) -> list[str]:
-        return list(self.modalities)
+        return list(self.arrays.modalities)
 
     @property
     def widths(self) -> dict[str, int]:
-        return {name: int(arr.shape[1]) for name, arr in self.modalities.items()}
+        """Columns of each modality as the passes see it (q for a sketched one)."""
+        reductions = self.arrays.reductions
+        return {
+            name: reductions[name].width if name in reductions else int(arr.shape[1])
+            for name, arr in self.arrays.modalities.items()
+        }
 
     @property
     def nbytes(self) -> int:
-        """Bytes of all modalities in memory, in the store's dtypes."""
-        return sum(int(arr.nbytes) for arr in self.modalities.values())
+        """Bytes of all modalities in memory, in the store's dtypes (float64 if sketched)."""
+        widths = self.widths
+        return sum(self.n_rows * widths[name] * self.dtype(name).itemsize for name in self.names)
 
-    @property
-    def row_chunks(self) -> tuple[int, ...]:
-        return tuple(next(iter(self.modalities.values())).chunks[0])
+    def dtype(self, name: str) -> np.dtype[Any]:
+        """The dtype rows of ``name`` are read in (float64 for a sketched modality)."""
+        if name in self.arrays.reductions:
+            return np.dtype(np.float64)
+        return np.dtype(self.arrays.modalities[name].dtype)
+
+    @cached_property
+    def modalities(self) -> dict[str, da.Array]:
+        """name -> (n, d) Dask array in the store's dtype, chunked by rows only ((n, q) float64
+        sketch coordinates for a modality in ``arrays.reductions``)."""
+        import dask.array as da
+
+        def view(name: str, arr: zarr.Array) -> da.Array:
+            rows = self._rows_only(arr)
+            if name not in self.arrays.reductions:
+                return rows
+            r = self.arrays.reductions[name]
+            return da.map_blocks(r.apply, rows, chunks=(self.row_chunks, r.width), dtype=np.float64)
+
+        return {name: view(name, arr) for name, arr in self.arrays.modalities.items()}
+
+    @cached_property
+    def labels(self) -> da.Array | None:
+        """(n,) integer class labels, if the dataset has them."""
+        return None if self.label_array is None else self._rows_only(self.label_array)
+
+    @cached_property
+    def ids(self) -> da.Array | None:
+        """(n,) sample ids, if present."""
+        return None if self.id_array is None else self._rows_only(self.id_array)
+
+    @cached_property
+    def masks(self) -> dict[str, da.Array]:
+        """name -> (n,) bool presence mask, for the modalities that have one."""
+        return {name: self._rows_only(arr) for name, arr in self.arrays.masks.items()}
+
+    def _rows_only(self, arr: zarr.Array) -> da.Array:
+        # Each Dask chunk reads its own rows from the store (no rechunk layer, whose pieces
+        # would be gathered from other tasks and maybe other workers).
+        import dask.array as da  # not at module level: workers import this module
+
+        return da.from_zarr(arr, chunks=(self.row_chunks, *arr.shape[1:]))
+
+    def read_labels(self) -> np.ndarray | None:
+        """The labels in memory, read straight from the store (None without labels)."""
+        return None if self.label_array is None else np.asarray(self.label_array[:])
 
     def reduced(self, reductions: Mapping[str, Reduction]) -> Dataset:
         """The same dataset with some modalities seen through their sketch coordinates:
         every later pass reads q columns for them instead of d."""
         arrays = replace(self.arrays, reductions={**self.arrays.reductions, **reductions})
-        return _with_row_chunks(replace(self, arrays=arrays), self.row_chunks)
+        return replace(self, arrays=arrays)
 
     def rechunk(self, chunk_rows: int) -> Dataset:
         """The same dataset with row blocks of ``chunk_rows`` rows (columns never split)."""
-        return _with_row_chunks(self, _regular_chunks(self.n_rows, chunk_rows))
+        return replace(self, row_chunks=_regular_chunks(self.n_rows, chunk_rows))
 
 
 def _regular_chunks(n: int, size: int) -> tuple[int, ...]:
     size = max(1, min(size, n))
     full, rest = divmod(n, size)
     return (size,) * full + ((rest,) if rest else ())
-
-
-def _with_row_chunks(ds: Dataset, rows: tuple[int, ...]) -> Dataset:
-    import dask.array as da  # not at module level: workers import this module, not dask.array
-
-    # Each Dask chunk reads its own rows from the store (no rechunk layer, whose pieces would
-    # be gathered from other tasks and maybe other workers).
-    def rows_only(arr: zarr.Array) -> da.Array:
-        return da.from_zarr(arr, chunks=(rows, *arr.shape[1:]))
-
-    def modality(name: str, arr: zarr.Array) -> da.Array:
-        view = rows_only(arr)
-        if name not in ds.arrays.reductions:
-            return view
-        r = ds.arrays.reductions[name]
-        return da.map_blocks(r.apply, view, chunks=(rows, r.width), dtype=np.float64)
-
-    def rechunked(arr: da.Array) -> da.Array:
-        return arr.rechunk((rows, *(-1 for _ in arr.shape[1:])))
-
-    return Dataset(
-        url=ds.url,
-        modalities={k: modality(k, v) for k, v in ds.arrays.modalities.items()},
-        labels=None if ds.labels is None else rechunked(ds.labels),
-        ids=None if ds.ids is None else rechunked(ds.ids),
-        masks={k: rows_only(v) for k, v in ds.arrays.masks.items()},
-        storage_options=ds.storage_options,
-        attrs=ds.attrs,
-        arrays=ds.arrays,
-    )
 
 
 def _is_numeric(dtype: np.dtype[Any]) -> bool:
@@ -187,7 +207,7 @@ def open_dataset(
     storage_options: StorageOptions | None = None,
     chunk_rows: int | None = None,
 ) -> Dataset:
-    """Open and validate a dataset; returns row-aligned Dask arrays (nothing is computed).
+    """Open and validate a dataset from its metadata (no data is read, nothing is computed).
 
     ``chunk_rows`` sets the Dask row block; by default a multiple of the store's row chunks
     of about 64 MiB. Each block's task reads its own rows, so a store chunk cut by a block
@@ -284,20 +304,15 @@ def open_dataset(
     width = sum(arr.shape[1] for arr in raw.values())
     store_rows = [arr.chunks[0] for arr in raw.values()]
     rows = _regular_chunks(n, chunk_rows or _default_row_chunk(store_rows, width, n))
-    import dask.array as da
-
-    from_zarr = {name: da.from_zarr(arr) for name, arr in raw.items()}
-    opened = Dataset(
+    return Dataset(
         url=text,
-        modalities=from_zarr,
-        labels=None if labels is None else da.from_zarr(labels),
-        ids=None if ids is None else da.from_zarr(ids),
-        masks={k: da.from_zarr(v) for k, v in masks.items()},
+        arrays=StoreArrays(dict(raw), dict(masks)),
+        row_chunks=rows,
+        label_array=labels,
+        id_array=ids,
         storage_options=storage_options,
         attrs=dict(group.attrs),
-        arrays=StoreArrays(dict(raw), dict(masks)),
     )
-    return _with_row_chunks(opened, rows)
 
 
 def check_folds(ds: Dataset, folds: int) -> None:

@@ -45,14 +45,15 @@ def describe(
         "ids": None,
         "masks": {},
     }
-    if ds.labels is not None:
-        values, counts = np.unique(np.asarray(ds.labels.compute()), return_counts=True)
+    labels = ds.read_labels()
+    if labels is not None:
+        values, counts = np.unique(labels, return_counts=True)
         out["labels"] = {
             "dtype": str(node(LABELS).dtype),
             "classes": len(values),
             "counts": {str(v): int(c) for v, c in zip(values, counts, strict=True)},
         }
-    if ds.ids is not None:
+    if ds.id_array is not None:
         ids = node(IDS)
         out["ids"] = {"dtype": str(ids.dtype), "first": np.asarray(ids[:3]).tolist()}
     for name, mask in ds.masks.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,29 @@ def test_round_trip_same_values_and_row_chunks(tmp_path: Path) -> None:
     for arr in [*ds.modalities.values(), ds.labels, ds.ids, ds.masks["b"]]:
         assert arr.chunks[0] == (25, 25, 25, 25, 3)
         assert all(len(c) == 1 for c in arr.chunks[1:])  # columns never split
+    assert ds.nbytes == sum(v.nbytes for v in ds.modalities.values())
+    np.testing.assert_array_equal(ds.read_labels(), labels)
+
+
+def test_opening_reads_no_data_and_imports_no_dask_array(tmp_path: Path) -> None:
+    """The client of a cluster fit needs only metadata and the labels: dask.array (about a
+    second to import) is imported only when a Dask view is asked for."""
+    url = write_dataset(
+        tmp_path / "d.zarr", {"a": np.ones((30, 3)), "b": np.ones((30, 2))}, labels=np.arange(30)
+    )
+    script = (
+        "import sys, mmpipe\n"
+        f"ds = mmpipe.open_dataset({url!r}, chunk_rows=7)\n"
+        "assert ds.nbytes == 30 * 5 * 8 and ds.row_chunks == (7, 7, 7, 7, 2)\n"
+        "assert ds.read_labels().tolist() == list(range(30))\n"
+        "print('dask.array' in sys.modules)\n"
+        "ds.modalities\n"
+        "print('dask.array' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "True"]
 
 
 def test_store_chunks_split_across_columns_are_merged(tmp_path: Path) -> None:
