@@ -6,10 +6,9 @@ import os
 from typing import Any
 
 import numpy as np
-import zarr
 
-from mmpipe.io.dataset import IDS, LABELS, MODALITIES, open_dataset
-from mmpipe.io.storage import StorageOptions, open_group
+from mmpipe.io.dataset import open_dataset
+from mmpipe.io.storage import StorageOptions
 
 
 def describe(
@@ -20,16 +19,8 @@ def describe(
     Reads metadata, plus the labels and masks (1-D, small) for class counts and presence.
     """
     ds = open_dataset(url, storage_options=storage_options)
-    group = open_group(url, mode="r", storage_options=storage_options)
-
-    def node(path: str) -> zarr.Array:
-        arr = group[path]
-        assert isinstance(arr, zarr.Array)
-        return arr
-
     modalities = {}
-    for name in ds.names:
-        arr = node(f"{MODALITIES}/{name}")
+    for name, arr in ds.arrays.modalities.items():
         modalities[name] = {
             "shape": list(arr.shape),
             "dtype": str(arr.dtype),
@@ -49,16 +40,16 @@ def describe(
     if labels is not None:
         values, counts = np.unique(labels, return_counts=True)
         out["labels"] = {
-            "dtype": str(node(LABELS).dtype),
+            "dtype": str(labels.dtype),
             "classes": len(values),
             "counts": {str(v): int(c) for v, c in zip(values, counts, strict=True)},
         }
     if ds.id_array is not None:
-        ids = node(IDS)
+        ids = ds.id_array
         out["ids"] = {"dtype": str(ids.dtype), "first": np.asarray(ids[:3]).tolist()}
-    for name, mask in ds.masks.items():
-        present = int(mask.sum().compute())
+    for name, mask in ds.arrays.masks.items():
+        present = int(np.count_nonzero(mask[:]))
         out["masks"][name] = {"present": present, "present_fraction": present / ds.n_rows}
-    if "mmpipe_synth" in group.attrs:
-        out["synth"] = group.attrs["mmpipe_synth"]
+    if "mmpipe_synth" in ds.attrs:
+        out["synth"] = ds.attrs["mmpipe_synth"]
     return out
