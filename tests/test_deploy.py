@@ -62,6 +62,15 @@ def test_dockerfile_copies_what_exists() -> None:
                 assert (repo / source).exists(), source
 
 
+def test_worker_image_sets_the_allocator_like_local_clusters() -> None:
+    from mmpipe.cluster import WORKER_ALLOCATOR_ENV
+
+    config = yaml.safe_load((DEPLOY / "dask.yaml").read_text())
+    environ = config["distributed"]["nanny"]["pre-spawn-environ"]
+    assert {k: str(environ.get(k)) for k in WORKER_ALLOCATOR_ENV} == WORKER_ALLOCATOR_ENV
+    assert "cp deploy/dask.yaml /etc/dask/" in (DEPLOY / "Dockerfile").read_text()
+
+
 def test_deployments_point_at_the_flow() -> None:
     from flows.pipeline import mmpipe_fit
 

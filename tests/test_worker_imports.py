@@ -4,20 +4,28 @@ Importing dask.array costs over a second per process here (it pulls in xarray, s
 numba when they are installed). The passes only need Zarr and NumPy on the workers, so a
 Dask array graph sent to them (labels computed on the cluster, say) costs every run that
 second on every worker. This checks the imports themselves, not a timing.
+
+The same cluster checks that mmpipe's workers run with its allocator settings (reusing freed
+pages instead of faulting in fresh ones for every chunk read; see WORKER_ALLOCATOR_ENV).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 
 import mmpipe
-from mmpipe.cluster import ClusterSpec, dask_client
+from mmpipe.cluster import WORKER_ALLOCATOR_ENV, ClusterSpec, dask_client
 
 
 def _loaded(names: tuple[str, ...]) -> list[str]:
     return [name for name in names if name in sys.modules]
+
+
+def _environ(names: tuple[str, ...]) -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in names}
 
 
 @pytest.mark.slow
@@ -38,6 +46,9 @@ def test_fit_tasks_do_not_import_dask_array_on_workers(small_store: str) -> None
             client=client,
         )
         loaded = client.run(_loaded, ("dask.array", "zarr"))
+        environ = client.run(_environ, tuple(WORKER_ALLOCATOR_ENV))
     for worker, modules in loaded.items():
         assert "zarr" in modules, f"{worker} ran no read: the check would prove nothing"
         assert "dask.array" not in modules, f"{worker} imported dask.array during the fit"
+    for worker, values in environ.items():
+        assert values == WORKER_ALLOCATOR_ENV, f"{worker} runs without mmpipe's allocator settings"
