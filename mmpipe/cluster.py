@@ -22,17 +22,26 @@ from typing import Any
 from mmpipe.errors import bad_parameter
 
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
-WORKER_ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-"""glibc malloc settings for the workers mmpipe starts. A chunk's decoded bytes (32 MiB and up)
-are above glibc's largest mmap threshold, so by default every read maps fresh pages and the
-kernel zeroes and faults them in one 4 KiB page at a time, and Dask's own default
-(MALLOC_TRIM_THRESHOLD_=65536) hands freed memory straight back. Serving large blocks from the
-heap and keeping freed memory lets the next chunk reuse the same pages: reading one 32 MiB zstd
-chunk takes 47 ms instead of 149 ms on the benchmark machine. Memory that a task frees stays
-with the worker process (its RSS is its high-water mark), which a bounded-memory pass keeps
-bounded."""
+HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+"""glibc setting for the workers mmpipe starts. A chunk's decoded bytes (32 MiB and up) are
+above glibc's largest mmap threshold, so every read maps fresh memory and the kernel faults it
+in 4 KiB at a time. Asking for transparent huge pages on those maps (where the kernel offers
+them on request, as most distributions do) faults in 2 MiB at a time: reading one 32 MiB zstd
+chunk takes 62 ms instead of 125 ms on the benchmark machine. Freed memory still goes straight
+back to the system, so Dask's memory limits keep working (keeping freed pages on the heap
+instead was as fast but held RSS at its high-water mark, and a worker paused at 80% of its
+limit never resumed)."""
 SMALL_INPUT_BYTES = 256 * 2**20
 """Below this many bytes of modalities (in memory), an unnamed cluster means threads here."""
+
+
+def worker_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for worker processes: GLIBC_TUNABLES with huge pages added to
+    what ``environ`` (default: this process's) already sets."""
+    current = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb=" in current:
+        return {"GLIBC_TUNABLES": current}  # the user's own choice stands
+    return {"GLIBC_TUNABLES": ":".join(filter(None, [current, HUGE_PAGES_TUNABLE]))}
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
 
     spec = resolve(spec)
     # The nannies read their spawn environment when they are made, inside this call.
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ALLOCATOR_ENV}
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **worker_environ()}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         return LocalCluster(
             n_workers=spec.workers or os.cpu_count() or 1,

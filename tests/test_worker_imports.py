@@ -5,8 +5,8 @@ numba when they are installed). The passes only need Zarr and NumPy on the worke
 Dask array graph sent to them (labels computed on the cluster, say) costs every run that
 second on every worker. This checks the imports themselves, not a timing.
 
-The same cluster checks that mmpipe's workers run with its allocator settings (reusing freed
-pages instead of faulting in fresh ones for every chunk read; see WORKER_ALLOCATOR_ENV).
+The same cluster checks that mmpipe's workers run with its allocator setting (huge pages for
+chunk buffers; see HUGE_PAGES_TUNABLE).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import pytest
 
 import mmpipe
-from mmpipe.cluster import WORKER_ALLOCATOR_ENV, ClusterSpec, dask_client
+from mmpipe.cluster import ClusterSpec, dask_client, worker_environ
 
 
 def _loaded(names: tuple[str, ...]) -> list[str]:
@@ -46,9 +46,20 @@ def test_fit_tasks_do_not_import_dask_array_on_workers(small_store: str) -> None
             client=client,
         )
         loaded = client.run(_loaded, ("dask.array", "zarr"))
-        environ = client.run(_environ, tuple(WORKER_ALLOCATOR_ENV))
+        environ = client.run(_environ, ("GLIBC_TUNABLES",))
     for worker, modules in loaded.items():
         assert "zarr" in modules, f"{worker} ran no read: the check would prove nothing"
         assert "dask.array" not in modules, f"{worker} imported dask.array during the fit"
     for worker, values in environ.items():
-        assert values == WORKER_ALLOCATOR_ENV, f"{worker} runs without mmpipe's allocator settings"
+        assert values == worker_environ(), f"{worker} runs without mmpipe's allocator setting"
+
+
+def test_worker_environ_keeps_the_users_tunables() -> None:
+    assert worker_environ({}) == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    mine = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert worker_environ(mine) == {
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    }
+    assert worker_environ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {
+        "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"
+    }
