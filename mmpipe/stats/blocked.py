@@ -22,7 +22,7 @@ from dask.delayed import Delayed, delayed
 
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.folds import FoldPlan
-from mmpipe.stats.moments import Moments, merge, merge_all
+from mmpipe.stats.moments import Moments, gram, merge, merge_all
 from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 GroupKey = tuple[int, int]  # (fold group, presence bit pattern)
@@ -136,56 +136,83 @@ def block_statistics(
     """Per-group statistics of one row block. Pure NumPy; runs inside a Dask task.
 
     ``label_codes`` are class indices in [0, n_classes) (None: no label columns).
-    ``precision`` is the dtype each group's centered Gram is computed in (see
-    :data:`PRECISIONS`); merges across blocks are float64 either way.
+    ``precision`` is the dtype each group's Gram is computed in (see :data:`PRECISIONS`);
+    merges across blocks are float64 either way.
     """
     dtype = PRECISIONS[precision]
     rows = int(fold_groups.shape[0])
     widths = [block.values[n].shape[1] for n in names]
+    dim = sum(widths) + n_classes
     present = [block.present([n]) for n in names]
     pattern = np.zeros(rows, dtype=np.int64)
     for i, here in enumerate(present):
         pattern |= here.astype(np.int64) << i
 
     # Rows sorted by group, so that each group's rows are one contiguous slice: the per-group
-    # Grams then partition the rows and cost one Gram of the block in total. The sort happens
-    # while converting to the working dtype (one copy of the data, not two).
+    # Grams then partition the rows and cost one Gram of the block in total. Each value is
+    # written once, already shifted by a point near its column's mean (for precision), and a
+    # last column of ones makes every group's count and sums come out of its Gram: no separate
+    # passes to find the means and center.
     key = fold_groups.astype(np.int64) * (1 << len(names)) + pattern
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     in_order = bool(np.all(order[1:] > order[:-1]))
-    z = np.empty((rows, sum(widths) + n_classes), dtype=dtype)
+    z = np.empty((rows, dim + 1), dtype=dtype)
+    shift = np.zeros(dim)
     nonfinite = np.zeros(len(names), dtype=np.int64)
     start = 0
     for i, name in enumerate(names):
         values = np.asarray(block.values[name])
-        part = z[:, start : start + widths[i]]
-        part[...] = values if in_order else values[order]  # the one copy
+        columns = slice(start, start + widths[i])
+        shift[columns] = _shift_point(values, present[i])
+        part = z[:, columns]
+        np.subtract(values if in_order else values[order], shift[columns], out=part)
         here = present[i] if in_order else present[i][order]
-        if not np.isfinite(values).all():  # rare: count the bad present values, zero them all
+        if not np.isfinite(values).all():  # rare: count the bad present values, make them 0
             bad = ~np.isfinite(part)
             nonfinite[i] = int(bad[here].sum())
-            part[bad] = 0.0
+            np.copyto(part, -shift[columns].astype(dtype), where=bad)
         if block.masks[name] is not None:
-            part[~here] = 0.0  # absent values never enter any statistic
+            part[~here] = 0.0  # absent values never enter a statistic that is used
         start += widths[i]
     if label_codes is not None:
-        z[:, start:] = 0.0
+        z[:, start:dim] = 0.0
         codes = label_codes if in_order else np.asarray(label_codes)[order]
         z[np.arange(rows), start + codes] = 1.0
+    z[:, dim] = 1.0
 
     bounds = np.flatnonzero(np.diff(sorted_key)) + 1
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [rows]])
+    # Absent values are 0 in z itself, not in shifted z: a group undoes the shift only on the
+    # columns of the modalities present in its rows.
+    column_bits = np.repeat([1 << i for i in range(len(names))] + [0], [*widths, n_classes])
     groups: dict[GroupKey, Moments] = {}
-    shift = len(names)
     for lo, hi in zip(starts, stops, strict=True):
         k = int(sorted_key[lo])
-        # z is this task's own buffer: center each slice in place.
-        groups[(k >> shift, k & ((1 << shift) - 1))] = Moments.from_rows(
-            z[lo:hi], overwrite=True, dtype=dtype
-        )
+        group, present_bits = k >> len(names), k & ((1 << len(names)) - 1)
+        own_shift = np.where(column_bits & present_bits, shift, 0.0)
+        groups[(group, present_bits)] = _unshifted(gram(z[lo:hi]), int(hi - lo), own_shift)
     return BlockResult(groups, nonfinite, rows)
+
+
+def _shift_point(values: np.ndarray, present: np.ndarray, sample: int = 256) -> np.ndarray:
+    """Per column, the float64 mean of the finite present values among about ``sample`` rows
+    spread over the block (0 where there are none): close enough to the mean that the shifted
+    Gram loses no precision to large offsets, and cheap."""
+    stride = max(1, values.shape[0] // sample)
+    picked = np.asarray(values[::stride][present[::stride]], dtype=np.float64)
+    finite = np.isfinite(picked)
+    counts = finite.sum(axis=0)
+    return np.where(finite, picked, 0.0).sum(axis=0) / np.maximum(counts, 1)
+
+
+def _unshifted(shifted_gram: np.ndarray, n: int, shift: np.ndarray) -> Moments:
+    """Moments of rows z from the Gram of [z − shift | 1] over them."""
+    dim = shift.size
+    offset = shifted_gram[:dim, dim] / n  # mean − shift
+    m2 = shifted_gram[:dim, :dim] - n * np.outer(offset, offset)
+    return Moments(n, shift + offset, m2)
 
 
 def merge_results(*parts: BlockResult) -> BlockResult:

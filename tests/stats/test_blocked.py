@@ -82,3 +82,25 @@ def test_nonfinite_present_values_are_counted() -> None:
     for m in result.groups.values():
         assert np.isfinite(m.m2).all()
         assert np.isfinite(m.mean).all()
+
+
+def test_shifted_gram_is_exact_on_drifting_and_constant_columns() -> None:
+    # Each block shifts its values by a sample mean before the Gram: columns that drift along
+    # the rows (sorted data), sit far from zero or never vary must still come out exact.
+    rng = np.random.default_rng(6)
+    rows = 3000
+    drift = np.arange(rows, dtype=np.float64) * 1e3 + rng.standard_normal(rows)
+    a = np.column_stack([drift, np.full(rows, 7e6), rng.standard_normal(rows) * 1e-3 + 1e5])
+    b = rng.standard_normal((rows, 2))
+    block = RowBlock(0, {"a": a, "b": b}, {"a": None, "b": None})
+    folds = rng.integers(0, 4, rows)
+    result = block_statistics(block, None, folds, ("a", "b"), 0)
+    z = np.hstack([a, b])
+    for fold in range(4):
+        rows_of_fold = z[folds == fold]
+        mean = rows_of_fold.mean(axis=0)
+        m2 = (rows_of_fold - mean).T @ (rows_of_fold - mean)
+        got = result.groups[(fold, 3)]
+        np.testing.assert_allclose(got.mean, mean, rtol=1e-13)
+        scale = np.sqrt(np.outer(np.diag(m2), np.diag(m2))) + 1e-300
+        np.testing.assert_array_less(np.abs(got.m2 - m2), 1e-9 * scale + 1e-12)
