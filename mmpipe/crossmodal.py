@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg import block_diag
 
 from mmpipe.models.classify import RidgeClassifierPath, classification_metrics
+from mmpipe.models.linalg import block_diagonal
 from mmpipe.models.logistic import LogisticFit
 from mmpipe.models.pair import PairModels
 from mmpipe.models.pca import StandardPCA
@@ -43,7 +43,7 @@ class Classifier:
     def raw_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """(offset, basis): scores = (x − offset) @ basis for x the raw columns side by side."""
         offset = np.concatenate([p.mean_ for p in self.pcas])
-        return offset, block_diag(*[p.basis_ for p in self.pcas])
+        return offset, block_diagonal(*[p.basis_ for p in self.pcas])
 
 
 def fit_classifier(
@@ -68,7 +68,7 @@ def fit_classifier(
         pcas = fitted
     n_classes = stats.layout.n_classes
     offset = np.concatenate([*[p.mean_ for p in pcas], np.zeros(n_classes)])
-    basis = block_diag(*[p.basis_ for p in pcas], np.eye(n_classes))
+    basis = block_diagonal(*[p.basis_ for p in pcas], np.eye(n_classes))
     k = sum(p.n_components_ for p in pcas)
     model = RidgeClassifierPath(alphas).fit_moments(raw.project(offset, basis), k)
     return Classifier(tuple(features), tuple(pcas), model)

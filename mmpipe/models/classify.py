@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg import block_diag
 
+from mmpipe.models.linalg import block_diagonal
 from mmpipe.models.transfer import RidgeTransfer
 from mmpipe.stats.moments import Moments
 
@@ -36,7 +36,7 @@ class RidgeClassifierPath:
         n_classes = joint.dim - k
         # y = 2·onehot − 1 = (onehot − 0.5)·2: an affine map of the statistics.
         offset = np.concatenate([np.zeros(k), np.full(n_classes, 0.5)])
-        basis = block_diag(np.eye(k), 2.0 * np.eye(n_classes))
+        basis = block_diagonal(np.eye(k), 2.0 * np.eye(n_classes))
         ridge = RidgeTransfer(self.alphas).fit_moments(joint.project(offset, basis), k)
         self.alphas_ = ridge.alphas_
         self.coef_ = ridge.coef_

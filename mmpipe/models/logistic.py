@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 from dask.delayed import delayed
-from scipy.optimize import minimize
 
 from mmpipe.errors import bad_parameter
 from mmpipe.stats.blocked import compute_on, tree_reduce
@@ -113,6 +112,10 @@ def fit_stacked_logistic(
         value = float(np.sum(scale * (losses + 0.5 * np.sum(ridge * params, axis=(1, 2)))))
         gradient = (grad + ridge) * scale[:, None, None]
         return value, gradient.ravel()
+
+    from scipy.optimize import (
+        minimize,  # here: importing it costs 0.3 s, and only this fit needs it
+    )
 
     result = minimize(
         evaluate,

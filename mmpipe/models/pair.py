@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import block_diag
 
+from mmpipe.models.linalg import block_diagonal
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import (
     CCA,
@@ -36,7 +36,7 @@ class PairModels:
     def reduce(self, raw: Moments) -> Moments:
         """Statistics of [t_source | t_target] from those of the raw [x_source | x_target]."""
         offset = np.concatenate([self.source_pca.mean_, self.target_pca.mean_])
-        basis = block_diag(self.source_pca.basis_, self.target_pca.basis_)
+        basis = block_diagonal(self.source_pca.basis_, self.target_pca.basis_)
         return raw.project(offset, basis)
 
 
