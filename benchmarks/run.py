@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -245,10 +246,23 @@ def make_data(root: Path, n: int) -> str:
     from mmpipe.io.synth import SynthSpec, synthesize
 
     path = root / f"bench-{n}.zarr"
+    if path.exists() and not _written_as_synth_writes(path):
+        shutil.rmtree(path)  # made by an older mmpipe: another codec
     if not path.exists():
         synthesize(path, SynthSpec(rows=n, modalities={"a": WIDTH, "b": WIDTH}, latent_dim=16,
                                    noise=1.0, chunk_rows=32_768, seed=0))  # fmt: skip
     return str(path)
+
+
+def _written_as_synth_writes(path: Path) -> bool:
+    import zarr
+
+    from mmpipe.io.storage import MODALITY_COMPRESSORS
+
+    written = zarr.open_array(str(path / "modalities" / "a"), mode="r").compressors
+    return [c.to_dict()["name"] for c in written] == [
+        c.to_dict()["name"] for c in MODALITY_COMPRESSORS
+    ]
 
 
 def r2_gap(r2: dict[str, list[float]], reference: dict[str, list[float]]) -> float:

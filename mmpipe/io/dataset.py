@@ -27,7 +27,12 @@ import zarr.abc.store
 
 from mmpipe.errors import DatasetError
 from mmpipe.io.reduction import Reduction
-from mmpipe.io.storage import StorageOptions, describe_location, open_group
+from mmpipe.io.storage import (
+    MODALITY_COMPRESSORS,
+    StorageOptions,
+    describe_location,
+    open_group,
+)
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -347,6 +352,7 @@ def write_dataset(
             data=arr,
             chunks=(min(chunk_rows, arr.shape[0]), arr.shape[1]),
             dimension_names=["row", f"{name}_feature"],
+            compressors=MODALITY_COMPRESSORS,
         )
 
     def vector(parent: zarr.Group, name: str, values: np.ndarray) -> None:

@@ -12,12 +12,19 @@ from typing import Any, Literal
 
 import zarr
 import zarr.abc.store
+import zarr.codecs
 import zarr.errors
 import zarr.storage
 
 from mmpipe.errors import MissingDependencyError, StoreNotFoundError
 
 StorageOptions = dict[str, Any]
+MODALITY_COMPRESSORS = (zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
+"""How mmpipe compresses the modality arrays it writes (``mmpipe synth``, examples). Float
+features barely compress, and decoding is most of a chunk's read: a 32 MiB float32 chunk of
+the benchmark data reads in 36 ms with Blosc-LZ4 and byte shuffle against 60-70 ms with
+Zarr 3's default zstd, for 2% more bytes (0.945 vs 0.927 of raw). Reading accepts any codec."""
+
 _BACKENDS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 
 

@@ -25,7 +25,7 @@ import zarr
 
 from mmpipe.errors import bad_parameter
 from mmpipe.io.dataset import IDS, LABELS, MASKS, MODALITIES, _regular_chunks
-from mmpipe.io.storage import StorageOptions, open_group
+from mmpipe.io.storage import MODALITY_COMPRESSORS, StorageOptions, open_group
 
 GENERATION_BLOCK = 1024
 _PARAMS, _ROWS = 0, 1  # seed-sequence branches: model parameters vs. row blocks
@@ -215,11 +215,16 @@ def synthesize(
     sources: list[da.Array] = []
     targets: list[zarr.Array] = []
 
-    def add(path: str, arr: da.Array, dims: list[str]) -> None:
+    def add(path: str, arr: da.Array, dims: list[str], compressors: Any = "auto") -> None:
         chunks = (min(spec.chunk_rows, spec.rows), *arr.shape[1:])
         targets.append(
             group.create_array(
-                path, shape=arr.shape, dtype=arr.dtype, chunks=chunks, dimension_names=dims
+                path,
+                shape=arr.shape,
+                dtype=arr.dtype,
+                chunks=chunks,
+                dimension_names=dims,
+                compressors=compressors,
             )
         )
         sources.append(arr)
@@ -229,6 +234,7 @@ def synthesize(
             f"{MODALITIES}/{name}",
             _lazy(spec, "modality", i, width, np.dtype(spec.dtype), truth),
             ["row", f"{name}_feature"],
+            MODALITY_COMPRESSORS,
         )
         if spec.missing_fraction > 0:
             add(f"{MASKS}/{name}", _lazy(spec, "mask", i, None, np.dtype(bool), truth), ["row"])

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import mmpipe
 from mmpipe.cli import app
 from mmpipe.errors import ConfigError
+from mmpipe.io.storage import MODALITY_COMPRESSORS
 from mmpipe.io.synth import SynthSpec, population_covariance, read_truth, synthesize
 
 
@@ -66,6 +67,11 @@ def test_layout_masks_labels(tmp_path: Path) -> None:
     truth = read_truth(zarr.open_group(url, mode="r"))
     assert truth["loadings/image"].shape == (8, 12)
     assert truth["class_weights"].shape == (8, 4)
+    # Modalities are written with the codec that decodes fastest for floats.
+    (written,) = zarr.open_array(f"{url}/modalities/image", mode="r").compressors
+    assert written.to_dict()["configuration"] | {"typesize": None} == (
+        MODALITY_COMPRESSORS[0].to_dict()["configuration"] | {"typesize": None}
+    )
 
 
 def _population_scores(cov: np.ndarray, d_s: int, k: int) -> np.ndarray:
