@@ -323,6 +323,7 @@ def report(results: dict[int, dict[str, Any]], out: Path, command: str) -> None:
               "`read (rchar)` is every byte the method's processes read through system calls: "
               "store files, Python's own start-up, and data sent between Dask processes.",
               ""]  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     (out.with_suffix(".json")).write_text(json.dumps(results, indent=1, default=str))
 

@@ -8,7 +8,7 @@ run ends; clusters it connects to are left running. Dashboards are off unless as
 Small inputs: when nothing names a cluster (no address, no scheduler file, no worker count)
 and the modalities hold less than :data:`SMALL_INPUT_BYTES`, starting worker processes costs
 more than the work: each one imports NumPy, Dask and Zarr again before its first task. The mfeat
-example (2,000 rows) fits in 4.2–4.6 s on threads and 5.9–6.9 s on a 2-worker LocalCluster.
+example (2,000 rows) fits in 3.9–4.4 s on threads and 5.8–7.2 s on a 2-worker LocalCluster.
 """
 
 from __future__ import annotations
