@@ -192,7 +192,9 @@ def block_statistics(
         k = int(sorted_key[lo])
         group, present_bits = k >> len(names), k & ((1 << len(names)) - 1)
         own_shift = np.where(column_bits & present_bits, shift, 0.0)
-        groups[(group, present_bits)] = _unshifted(gram(z[lo:hi]), int(hi - lo), own_shift)
+        groups[(group, present_bits)] = Moments.from_shifted_gram(
+            gram(z[lo:hi]), int(hi - lo), own_shift
+        )
     return BlockResult(groups, nonfinite, rows)
 
 
@@ -205,14 +207,6 @@ def _shift_point(values: np.ndarray, present: np.ndarray, sample: int = 256) -> 
     finite = np.isfinite(picked)
     counts = finite.sum(axis=0)
     return np.where(finite, picked, 0.0).sum(axis=0) / np.maximum(counts, 1)
-
-
-def _unshifted(shifted_gram: np.ndarray, n: int, shift: np.ndarray) -> Moments:
-    """Moments of rows z from the Gram of [z − shift | 1] over them."""
-    dim = shift.size
-    offset = shifted_gram[:dim, dim] / n  # mean − shift
-    m2 = shifted_gram[:dim, :dim] - n * np.outer(offset, offset)
-    return Moments(n, shift + offset, m2)
 
 
 def merge_results(*parts: BlockResult) -> BlockResult:

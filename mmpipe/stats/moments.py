@@ -34,27 +34,29 @@ class Moments:
         return cls(0, np.zeros(dim), np.zeros((dim, dim)))
 
     @classmethod
-    def from_rows(
-        cls, z: np.ndarray, *, overwrite: bool = False, dtype: type[np.floating] = np.float64
-    ) -> Moments:
+    def from_rows(cls, z: np.ndarray, *, dtype: type[np.floating] = np.float64) -> Moments:
         """Moments of the rows of ``z`` (rows × D), computed with a symmetric rank-k update.
 
         ``dtype`` is the precision of the centered rows and their Gram: float32 halves the
         arithmetic and loses about 1e-6 relative (the result is stored as float64 either way).
-        ``overwrite=True`` centers ``z`` in place when it already has that dtype (no copy); its
-        values are lost.
         """
         z = np.asarray(z)
         n, dim = z.shape
         if n == 0:
             return cls.empty(dim)
         mean = z.mean(axis=0, dtype=np.float64)
-        if overwrite and z.dtype == dtype:
-            z -= mean.astype(dtype)
-            centered = z
-        else:
-            centered = np.subtract(z, mean.astype(dtype), dtype=dtype)
+        centered = np.subtract(z, mean.astype(dtype), dtype=dtype)
         return cls(n, mean, gram(centered))
+
+    @classmethod
+    def from_shifted_gram(cls, shifted_gram: np.ndarray, n: int, shift: np.ndarray) -> Moments:
+        """Moments of n rows z from the Gram of [z − shift | 1] over them: the last column
+        holds the sums of z − shift, and the centered Gram follows exactly. ``shift`` near the
+        mean keeps the subtraction free of cancellation."""
+        dim = shift.size
+        offset = shifted_gram[:dim, dim] / n  # mean − shift
+        m2 = shifted_gram[:dim, :dim] - n * np.outer(offset, offset)
+        return cls(n, shift + offset, m2)
 
     def covariance(self, ddof: int = 1) -> np.ndarray:
         return self.m2 / max(self.n - ddof, 1)

@@ -70,3 +70,14 @@ def test_float32_gram_is_close_to_float64_and_stored_as_float64() -> None:
     scale = np.abs(exact.m2).max()
     assert np.abs(single.m2 - exact.m2).max() / scale < 1e-5
     assert np.abs(single.m2 - exact.m2).max() / scale > 0  # it really ran in float32
+
+
+def test_from_shifted_gram_matches_numpy() -> None:
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((500, 4)) * [1, 10, 1e-3, 3] + [1e5, -7, 2, 0]
+    shift = z[:20].mean(axis=0)
+    ones = np.hstack([z - shift, np.ones((500, 1))])
+    m = Moments.from_shifted_gram(ones.T @ ones, 500, shift)
+    mean = z.mean(axis=0)
+    np.testing.assert_allclose(m.mean, mean, rtol=1e-14)
+    np.testing.assert_allclose(m.m2, (z - mean).T @ (z - mean), rtol=1e-9)
