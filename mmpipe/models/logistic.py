@@ -113,9 +113,8 @@ def fit_stacked_logistic(
         gradient = (grad + ridge) * scale[:, None, None]
         return value, gradient.ravel()
 
-    from scipy.optimize import (
-        minimize,  # here: importing it costs 0.3 s, and only this fit needs it
-    )
+    # Imported here: it costs 0.3 s, and only this fit needs it.
+    from scipy.optimize import minimize
 
     result = minimize(
         evaluate,
