@@ -1,8 +1,9 @@
 """The results store: one Zarr group per run, readable with plain zarr or xarray.
 
-    results.zarr/                    attrs: {"mmpipe_runs": [complete run ids], "latest": id}
-      runs/<run_id>/                 attrs: status, config, versions, fingerprint, plan,
-                                            timings, dataset, summary
+    results.zarr/                    attrs: {"mmpipe_results": {"format": 1}} (the mark)
+      runs/<run_id>/                 attrs: status, owner, heartbeat, started, finished,
+                                            config, versions, fingerprint, plan, timings,
+                                            dataset, summary, error (when failed)
         folds                        (row,) int8 fold group of every row
         modalities/<name>/           mean, scale (feature); components (component, feature);
                                      explained_variance, explained_variance_ratio (component)
@@ -27,16 +28,30 @@
         logistic/<a+b>/              confusion (split, true_class, predicted_class); coef
                                      (feature_component, class), intercept (class): final model
 
-A run is written under a fresh id with status "running"; only its last write sets status
-"complete" and adds it to the store's list of runs. A failed run is marked "failed" and never
-touches another run.
+The life of a run (:class:`RunWriter`): before the first pass its group is created under a
+fresh id with status ``running`` and its owner (host, pid, start) — which proves the location
+writable before any work. While the run lives, a thread refreshes its ``heartbeat``. Its very
+last write sets ``complete``; an error or a SIGTERM/SIGINT sets ``failed`` with the reason. A
+run whose owner is gone (same host, process no longer there) or whose heartbeat is older than
+:data:`STALE_AFTER_SECONDS` is reported ``abandoned``: killed with SIGKILL, lost with its
+machine, or stopped by a full disk before it could say so.
+
+There is no shared index document: the list of runs is the list of groups under ``runs/``,
+so any number of runs can be written into one store at once without losing one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
-from collections.abc import Mapping
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +62,19 @@ import zarr.storage
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from mmpipe.errors import ResultsError, StoreNotFoundError
+from mmpipe.errors import (
+    DiskFullError,
+    MmpipeError,
+    ResultsError,
+    StorageError,
+    StoreNotFoundError,
+)
+from mmpipe.io.locations import (
+    DATASET_MEMBER,
+    RESULTS_FORMAT,
+    RESULTS_MARK,
+    is_results_attrs,
+)
 from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
 
 if TYPE_CHECKING:
@@ -55,6 +82,13 @@ if TYPE_CHECKING:
 
 RUNS = "runs"
 STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED = "running", "complete", "failed"
+STATUS_ABANDONED = "abandoned"
+"""Reported, never stored: a ``running`` run whose owner is gone or whose heartbeat is stale."""
+HEARTBEAT_SECONDS = 30.0
+"""How often a live run refreshes its heartbeat."""
+STALE_AFTER_SECONDS = 300.0
+"""A running run on another host whose heartbeat is older than this is abandoned (ten
+missed heartbeats: generous for clocks that disagree by a minute or two)."""
 _VERSIONED = ("mmpipe", "numpy", "scipy", "dask", "distributed", "zarr", "scikit-learn", "prefect")
 
 
@@ -68,8 +102,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def new_run_id() -> str:
+    """Sortable by time, unique across concurrent runs."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def check_writable(url: str | os.PathLike[str], *, storage_options: StorageOptions | None) -> None:
-    """Fail early (before the pass) when ``url`` cannot hold results."""
+    """Fail early (before anything is computed or written) when ``url`` cannot hold results:
+    a file, a missing parent folder, a folder of other things, a dataset, a Zarr group that is
+    not a results store. Writing is proven by :meth:`RunWriter.begin`."""
     text = os.fspath(url)
     if not is_remote(text):
         path = text.removeprefix("file://")
@@ -80,15 +125,293 @@ def check_writable(url: str | os.PathLike[str], *, storage_options: StorageOptio
             raise ResultsError(
                 f"Results location {text!r}: the parent folder {parent!r} does not exist."
             )
-        if (
-            os.path.isdir(path)
-            and os.listdir(path)
-            and not os.path.exists(os.path.join(path, "zarr.json"))
-        ):
+        if not os.path.isdir(path) or not os.listdir(path):
+            return
+        if not os.path.exists(os.path.join(path, "zarr.json")):
             raise ResultsError(
                 f"Results location {text!r} is a non-empty folder that is not a Zarr group; "
                 "choose a new path or an existing results store."
             )
+    try:
+        root = open_group(text, mode="r", storage_options=storage_options)
+    except StoreNotFoundError:
+        return  # nothing there yet: the run creates the store
+    _check_results_group(root, text)
+
+
+def _check_results_group(root: zarr.Group, text: str) -> None:
+    attrs = dict(root.attrs)
+    if is_results_attrs(attrs):
+        return
+    members = {name for name, _ in root.members()}
+    if DATASET_MEMBER in members:
+        raise ResultsError(
+            f"Results location {text!r} is a dataset (it has {DATASET_MEMBER}/): mmpipe never "
+            "writes into a dataset; give a separate results path."
+        )
+    if members - {RUNS}:
+        raise ResultsError(
+            f"Results location {text!r} is a Zarr group but not an mmpipe results store "
+            f"(it holds {', '.join(sorted(members))}); choose a new path."
+        )
+
+
+def owner_identity() -> dict[str, Any]:
+    """Who runs this process: host, pid, and (on Linux) boot id and process start time, so
+    that a reused pid or a rebooted machine is not taken for the owner."""
+    owner: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    boot, start = _boot_id(), _process_start(os.getpid())
+    if boot and start is not None:
+        owner |= {"boot_id": boot, "process_start": start}
+    return owner
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """Clock ticks after boot at which ``pid`` started (field 22 of /proc/pid/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def owner_alive(owner: Mapping[str, Any]) -> bool | None:
+    """True/False when this machine can tell whether the run's owner process still runs;
+    None when it cannot (another host, no owner recorded)."""
+    if owner.get("host") != socket.gethostname() or "pid" not in owner:
+        return None
+    pid = int(owner["pid"])
+    if "boot_id" in owner and _boot_id() is not None:
+        if owner["boot_id"] != _boot_id():
+            return False
+        return _process_start(pid) == owner.get("process_start")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(attrs: Mapping[str, Any], *, stale_after: float = STALE_AFTER_SECONDS) -> str:
+    """The stored status, except that a ``running`` run nobody runs is ``abandoned``."""
+    status = str(attrs.get("status", "unknown"))
+    if status != STATUS_RUNNING:
+        return status
+    alive = owner_alive(attrs.get("owner") or {})
+    if alive is not None:
+        return STATUS_RUNNING if alive else STATUS_ABANDONED
+    beat = attrs.get("heartbeat") or attrs.get("started")
+    try:
+        age = (datetime.now(UTC) - datetime.fromisoformat(str(beat))).total_seconds()
+    except ValueError:
+        return STATUS_ABANDONED
+    return STATUS_RUNNING if age <= stale_after else STATUS_ABANDONED
+
+
+def _storage_failure(exc: BaseException, text: str) -> MmpipeError:
+    """An OSError met while writing results, as the error a person can act on."""
+    if isinstance(exc, StoreNotFoundError | FileNotFoundError):
+        return ResultsError(
+            f"Results location {text!r} cannot be created there: choose a folder you can "
+            "write to."
+        )
+    if isinstance(exc, MmpipeError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFullError(
+            f"No space left on the device holding results {text!r}: free space or choose "
+            "another location; earlier runs are untouched."
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ResultsError(
+            f"Results location {text!r} is not writable ({exc.strerror}): choose a location "
+            "you can write to."
+        )
+    return StorageError(f"Writing results to {text!r} failed: {type(exc).__name__}: {exc}")
+
+
+@dataclass(eq=False)
+class RunWriter:
+    """One run's group in a results store, from ``running`` to ``complete`` or ``failed``.
+
+    Use :meth:`begin` (or :func:`run_writer`), then :meth:`complete` with the result, or
+    :meth:`fail`; :meth:`close` stops the heartbeat.
+    """
+
+    url: str
+    run_id: str
+    group: zarr.Group
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @classmethod
+    def begin(
+        cls,
+        url: str | os.PathLike[str],
+        *,
+        dataset: str,
+        config: Mapping[str, Any] | None = None,
+        storage_options: StorageOptions | None = None,
+        run_id: str | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> RunWriter:
+        """Create the run's group with status ``running`` (and the store, if new)."""
+        text = os.fspath(url)
+        check_writable(text, storage_options=storage_options)
+        run_id = run_id or new_run_id()
+        try:
+            root = open_group(text, mode="a", storage_options=storage_options)
+            if not is_results_attrs(dict(root.attrs)):
+                _check_results_group(root, text)
+                root.attrs[RESULTS_MARK] = {"format": RESULTS_FORMAT}
+            # require_group: a retried begin (same id) takes the group its first try made.
+            group = root.require_group(RUNS).require_group(run_id)
+            now = _now()
+            group.attrs.update(
+                _json(
+                    {
+                        "status": STATUS_RUNNING,
+                        "run_id": run_id,
+                        "dataset": dataset,
+                        "started": now,
+                        "heartbeat": now,
+                        "owner": owner_identity(),
+                        "config": dict(config or {}),
+                        "versions": versions(),
+                    }
+                )
+            )
+        except Exception as exc:
+            raise _storage_failure(exc, text) from exc
+        writer = cls(text, run_id, group, heartbeat_seconds)
+        writer._start_heartbeat()
+        return writer
+
+    @property
+    def location(self) -> str:
+        return f"{self.url.rstrip('/')}/{RUNS}/{self.run_id}"
+
+    def _start_heartbeat(self) -> None:
+        if self.heartbeat_seconds <= 0:
+            return
+
+        def beat() -> None:
+            while not self._stop.wait(self.heartbeat_seconds):
+                try:
+                    with self._lock:
+                        if not self._stop.is_set():
+                            self.group.attrs["heartbeat"] = _now()
+                except Exception:  # a missed beat is what "abandoned" reports
+                    pass
+
+        self._thread = threading.Thread(target=beat, name=f"mmpipe-heartbeat-{self.run_id}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the heartbeat (idempotent)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def complete(self, result: FitResult) -> FitResult:
+        """Write the run's arrays and summary, then — the last write — status ``complete``.
+        Returns ``result`` with this run's id and location."""
+        done = replace(result, run_id=self.run_id, results=self.location)
+        try:
+            # Build the run's arrays in memory, then upload every key concurrently: creating
+            # ~60 nested arrays one by one costs ~20 requests each on object storage.
+            staged = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
+            _write_body(staged, done)
+            _upload(staged.store, self.group.store, f"{self.group.path}/")
+            with self._lock:
+                self._stop.set()
+                self.group.attrs.update(
+                    _json(
+                        {
+                            "summary": done.summary(),
+                            "timings": done.timings,
+                            "fingerprint": done.fingerprint,
+                            "plan": done.plan.describe(),
+                            "rows": done.n_rows,
+                            "classes": None if done.classes is None else done.classes.tolist(),
+                            "finished": _now(),
+                        }
+                    )
+                )
+                self.group.attrs["status"] = STATUS_COMPLETE
+        except Exception as exc:
+            raise _storage_failure(exc, self.url) from exc
+        finally:
+            self.close()
+        return done
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the run ``failed`` with the reason. Never raises. On a full disk the run's own
+        partial arrays are deleted first to make room for that mark; if even then it cannot
+        be written, the run stays ``running`` until its owner is gone, then reads abandoned."""
+        reason = str(exc) if isinstance(exc, MmpipeError) else f"{type(exc).__name__}: {exc}"
+        marks = {"status": STATUS_FAILED, "error": reason, "finished": _now()}
+        with self._lock:
+            self._stop.set()
+            try:
+                self.group.attrs.update(marks)
+            except Exception:
+                try:
+                    self._remove_body()
+                    self.group.attrs.update(marks)
+                except Exception:  # the original error is the one to report
+                    pass
+        self.close()
+
+
+    def _remove_body(self) -> None:
+        """Delete every key under the run but its own metadata (arrays half uploaded)."""
+        store, prefix = self.group.store, f"{self.group.path}/"
+
+        async def remove() -> None:
+            keys = [k async for k in store.list_prefix(prefix) if k != prefix + "zarr.json"]
+            for key in keys:
+                await store.delete(key)
+
+        sync(remove())
+
+
+@contextmanager
+def run_writer(
+    url: str | os.PathLike[str] | None,
+    *,
+    dataset: str,
+    config: Mapping[str, Any] | None = None,
+    storage_options: StorageOptions | None = None,
+) -> Iterator[RunWriter | None]:
+    """Begin a run (nothing when ``url`` is None); mark it failed if the block raises,
+    including on SIGINT/SIGTERM turned into :class:`~mmpipe.errors.RunInterrupted`."""
+    if url is None:
+        yield None
+        return
+    writer = RunWriter.begin(url, dataset=dataset, config=config, storage_options=storage_options)
+    try:
+        yield writer
+    except BaseException as exc:
+        writer.fail(exc)
+        raise
+    finally:
+        writer.close()
 
 
 def _json(value: Any) -> Any:
@@ -126,53 +449,14 @@ def write_run(
     *,
     storage_options: StorageOptions | None = None,
 ) -> FitResult:
-    """Write ``result`` as a new run under ``url``; returns it with ``results`` set."""
-    from dataclasses import replace
-
-    text = os.fspath(url)
-    check_writable(text, storage_options=storage_options)
-    root = open_group(text, mode="a", storage_options=storage_options)
-    run = root.require_group(RUNS).create_group(result.run_id)
-    run.attrs.update(
-        _json(
-            {
-                "status": STATUS_RUNNING,
-                "run_id": result.run_id,
-                "dataset": result.dataset,
-                "started": result.started,
-                "config": result.config.to_json(),
-                "versions": versions(),
-                "fingerprint": result.fingerprint,
-                "plan": result.plan.describe(),
-                "rows": result.n_rows,
-            }
-        )
-    )
-    try:
-        # Build the run's arrays in memory, then upload every key concurrently: creating
-        # ~60 nested arrays one by one costs ~20 requests each on object storage.
-        staged = zarr.open_group(zarr.storage.MemoryStore(), mode="w", zarr_format=3)
-        _write_body(staged, result)
-        _upload(staged.store, run.store, f"{run.path}/")
-        location = f"{text.rstrip('/')}/{RUNS}/{result.run_id}"
-        done = replace(result, results=location)
-        run.attrs.update(
-            _json(
-                {
-                    "summary": done.summary(),
-                    "timings": done.timings,
-                    "classes": None if done.classes is None else done.classes.tolist(),
-                }
-            )
-        )
-        # The last step: mark complete, then list the run at the top of the store.
-        run.attrs["status"] = STATUS_COMPLETE
-        runs = list(root.attrs.get("mmpipe_runs", []))  # type: ignore[arg-type]
-        root.attrs.update({"mmpipe_runs": [*runs, result.run_id], "latest": result.run_id})
-        return done
-    except BaseException as exc:
-        run.attrs.update({"status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}"})
-        raise
+    """Write a finished ``result`` as a new run under ``url`` in one go; returns it with
+    ``results`` set. (``mmpipe.fit(out=...)`` instead begins the run before its first pass.)"""
+    with run_writer(
+        url, dataset=result.dataset, config=result.config.to_json(),
+        storage_options=storage_options,
+    ) as writer:  # fmt: skip
+        assert writer is not None
+        return writer.complete(result)
 
 
 def _upload(source: zarr.abc.store.Store, target: zarr.abc.store.Store, prefix: str) -> None:
@@ -295,19 +579,71 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
                 _array(h, "backward_rank", ranks.backward, ["query"])
 
 
+def _runs_group(
+    url: str | os.PathLike[str], storage_options: StorageOptions | None, mode: str = "r"
+) -> tuple[zarr.Group, zarr.Group | None]:
+    root = open_group(url, mode="r" if mode == "r" else "a", storage_options=storage_options)
+    attrs = dict(root.attrs)
+    members = {name: node for name, node in root.members()}
+    if DATASET_MEMBER in members and not is_results_attrs(attrs):
+        raise ResultsError(
+            f"{os.fspath(url)!r} is a dataset, not a results store: give the path that "
+            "`mmpipe fit --out` wrote to."
+        )
+    runs = members.get(RUNS)
+    return root, runs if isinstance(runs, zarr.Group) else None
+
+
 def list_runs(
-    url: str | os.PathLike[str], *, storage_options: StorageOptions | None = None
+    url: str | os.PathLike[str],
+    *,
+    storage_options: StorageOptions | None = None,
+    stale_after: float = STALE_AFTER_SECONDS,
 ) -> list[dict[str, Any]]:
-    """Every run in a results store with its id and status (complete or not)."""
-    root = open_group(url, mode="r", storage_options=storage_options)
-    if RUNS not in root:
+    """Every run in a results store, sorted by id (= by start time): ``run_id``, ``status``
+    (complete, running, failed, or abandoned when nobody runs it any more), ``started``,
+    ``finished``, ``heartbeat``, ``owner``, ``error``."""
+    _, runs = _runs_group(url, storage_options)
+    if runs is None:
         return []
-    runs = root[RUNS]
-    assert isinstance(runs, zarr.Group)
-    return [
-        {"run_id": name, "status": dict(node.attrs).get("status", "unknown")}
-        for name, node in sorted(runs.members())
-    ]
+    out = []
+    for name, node in sorted(runs.members()):
+        attrs = dict(node.attrs)
+        out.append(
+            {
+                "run_id": name,
+                "status": effective_status(attrs, stale_after=stale_after),
+                "stored_status": attrs.get("status", "unknown"),
+                "started": attrs.get("started"),
+                "finished": attrs.get("finished"),
+                "heartbeat": attrs.get("heartbeat"),
+                "owner": attrs.get("owner"),
+                "dataset": attrs.get("dataset"),
+                "error": attrs.get("error"),
+            }
+        )
+    return out
+
+
+def clean_runs(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: StorageOptions | None = None,
+    stale_after: float = STALE_AFTER_SECONDS,
+) -> list[str]:
+    """Delete the failed and abandoned runs of a store; returns their ids. Complete runs and
+    runs still alive are kept."""
+    removed = []
+    for run in list_runs(url, storage_options=storage_options, stale_after=stale_after):
+        if run["status"] in (STATUS_FAILED, STATUS_ABANDONED):
+            removed.append(run["run_id"])
+    if removed:
+        root = open_group(url, mode="a", storage_options=storage_options)
+        runs = root[RUNS]
+        assert isinstance(runs, zarr.Group)
+        for run_id in removed:
+            del runs[run_id]
+    return removed
 
 
 def read_run(
@@ -318,23 +654,34 @@ def read_run(
     allow_incomplete: bool = False,
 ) -> zarr.Group:
     """The group of a run (the latest complete one by default). Refuses incomplete runs."""
-    root = open_group(url, mode="r", storage_options=storage_options)
-    run_id = run_id or str(dict(root.attrs).get("latest") or "") or None
+    text = os.fspath(url)
+    _, runs = _runs_group(url, storage_options)
     if run_id is None:
-        raise StoreNotFoundError(f"No complete run in results store {os.fspath(url)!r}.")
-    try:
-        run = root[f"{RUNS}/{run_id}"]
-    except KeyError as exc:
-        raise StoreNotFoundError(f"No run {run_id!r} in results store {os.fspath(url)!r}.") from exc
+        complete = [
+            (str(dict(node.attrs).get("finished") or ""), name)
+            for name, node in (runs.members() if runs is not None else [])
+            if dict(node.attrs).get("status") == STATUS_COMPLETE
+        ]
+        if not complete:
+            raise StoreNotFoundError(f"No complete run in results store {text!r}.")
+        run_id = max(complete)[1]
+    if runs is None or run_id not in runs:
+        raise StoreNotFoundError(f"No run {run_id!r} in results store {text!r}.")
+    run = runs[run_id]
     assert isinstance(run, zarr.Group)
-    status = dict(run.attrs).get("status")
+    status = effective_status(dict(run.attrs))
     if status != STATUS_COMPLETE and not allow_incomplete:
-        raise ResultsError(f"Run {run_id!r} in {os.fspath(url)!r} is {status!r}, not complete.")
+        raise ResultsError(f"Run {run_id!r} in {text!r} is {status!r}, not complete.")
     return run
 
 
-def read_attrs(group: zarr.Group) -> Mapping[str, Any]:
-    return dict(group.attrs)
-
-
-__all__ = ["check_writable", "list_runs", "make_store", "read_run", "write_run"]
+__all__ = [
+    "RunWriter",
+    "check_writable",
+    "clean_runs",
+    "list_runs",
+    "make_store",
+    "read_run",
+    "run_writer",
+    "write_run",
+]
