@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mmpipe.cluster import ClusterSpec
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError
+from mmpipe.io.secrets import literal_secrets
 
 if TYPE_CHECKING:
     from mmpipe.engine import FitConfig
@@ -72,7 +73,9 @@ class RunConfig(BaseModel):
     dataset: str = Field(description="Dataset path or fsspec URL.")
     results: str | None = Field(None, description="Results store path or URL (None: not written).")
     storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options for both stores."
+        default_factory=dict,
+        description="fsspec options for both stores. Credentials only as '${ENV_VAR}' "
+        "references, expanded where the store is opened.",
     )
     pairs: list[str] | None = Field(
         None, description="SOURCE:TARGET pairs; None = every ordered pair."
@@ -137,6 +140,18 @@ class RunConfig(BaseModel):
             _check_component(item)
         return value
 
+    @field_validator("storage_options")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found = literal_secrets(value)
+        if found:
+            raise ValueError(
+                f"{', '.join(found)} holds a literal credential; a run config becomes Prefect "
+                "parameters and must not carry secrets: write '${ENV_VAR}' and set the variable "
+                "where the run executes (or use AWS_* variables / fsspec configuration)"
+            )
+        return value
+
     @field_validator("pairs")
     @classmethod
     def _pairs_shape(cls, value: list[str] | None) -> list[str] | None:
@@ -188,7 +203,9 @@ def _message(exc: ValidationError, source: str) -> str:
             lines.append(f"missing key {key!r}")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+            # Storage options may hold credentials: never echo them.
+            got = "" if key.startswith("storage_options") else f" (got {err.get('input')!r})"
+            lines.append(f"{key}: {msg}{got}")
     unique = list(dict.fromkeys(lines))
     where = f" {source}" if source else ""
     return f"Invalid run config{where}: " + "; ".join(unique)
