@@ -12,14 +12,16 @@ return stale results for a store rewritten in place.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import signal
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.tasks import exponential_backoff
 
+from flows.console import hide_tracebacks
 from mmpipe.cluster import choose, dask_client
 from mmpipe.config import RunConfig
 from mmpipe.engine import (
@@ -29,30 +31,32 @@ from mmpipe.engine import (
     PairResult,
     Prepared,
     assemble,
+    check_output,
     cross_modal,
     evaluate,
     fit_models,
-    new_run_id,
     prepare,
     random_feature_maps,
     sketch_pass,
     statistics_pass,
     wide_modalities,
 )
-from mmpipe.errors import MmpipeError
-from mmpipe.io.results import write_run
+from mmpipe.errors import MmpipeError, RunInterrupted
+from mmpipe.io.results import RunWriter, new_run_id
 from mmpipe.nonlinear import RandomFeatureResult
 from mmpipe.stats.blocked import PassStatistics
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry storage hiccups, never bad input (an MmpipeError fails the same way again)."""
+    """Retry what may pass (a storage hiccup, a lost cluster), never bad input or a bug."""
     try:
         state.result()
-    except MmpipeError:
-        return False
-    except Exception:
+    except MmpipeError as exc:
+        return exc.transient
+    except (OSError, ConnectionError, TimeoutError):
         return True
+    except Exception:
+        return False
     return False
 
 
@@ -63,7 +67,15 @@ STORAGE = dict(
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-COMPUTE = dict(cache_policy=NO_CACHE, persist_result=False)
+# A pass whose cluster was lost (ClusterError) is tried again: a restarted scheduler or new
+# workers take the same graph. Bad input and bugs fail at once.
+COMPUTE = dict(
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 
 
 @task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
@@ -71,6 +83,8 @@ def open_and_validate(config: RunConfig) -> Prepared:
     # Runs before any cluster exists: bad input fails without paying for one, and the size
     # of the input decides whether a cluster is worth starting. The labels (one small 1-D
     # array) are read here.
+    if config.results is not None:
+        check_output(config.dataset, config.results, config.storage_options, config.storage_options)
     prepared = prepare(
         config.dataset,
         config.fit_config(),
@@ -205,12 +219,25 @@ def run_random_features(
     return maps
 
 
-@task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
-def write_results(result: FitResult, config: RunConfig) -> FitResult:
+@task(name="begin-run", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+def begin_run(prepared: Prepared, config: RunConfig, run_id: str) -> RunWriter:
+    # Before the first pass: the run exists as "running" and the location is proven writable.
     assert config.results is not None
-    # A retry writes under a fresh run id: the failed attempt stays marked "failed".
-    attempt = replace(result, run_id=new_run_id())
-    written = write_run(attempt, config.results, storage_options=config.storage_options)
+    writer = RunWriter.begin(
+        config.results,
+        dataset=prepared.dataset.url,
+        config=prepared.config.to_json(),
+        storage_options=config.storage_options,
+        run_id=run_id,
+    )
+    get_run_logger().info("Run %s begun in %s", writer.run_id, writer.location)
+    return writer
+
+
+@task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+def write_results(result: FitResult, writer: RunWriter) -> FitResult:
+    # A retry rewrites the same run's arrays; only the last write marks it complete.
+    written = writer.complete(result)
     get_run_logger().info("Results written to %s", written.results)
     return written
 
@@ -290,25 +317,51 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     logger = get_run_logger()
     _quiet_dask_logs()
     prepared = open_and_validate(config)
-    spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
-    logger.info("Computing on %s", spec.describe())
-    with dask_client(spec) as client:
-        if wide_modalities(prepared):
-            prepared = run_sketch_pass(prepared, client)
-        stats = run_statistics_pass(prepared, client)
-        models = run_fit_models(prepared, stats, client)
-        pairs = run_evaluate(prepared, stats, models)
-        tasks = (
-            run_scoring_pass(prepared, stats, models, pairs, client)
-            if prepared.config.scoring
-            else CrossModal()
-        )
-        nonlinear = (
-            run_random_features(prepared, models, client) if prepared.config.random_features else []
-        )
-    result = assemble(prepared, stats, models, pairs, {}, tasks, nonlinear)
-    if config.results is not None:
-        result = write_results(result, config)
+    writer = begin_run(prepared, config, new_run_id()) if config.results is not None else None
+    try:
+        spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
+        logger.info("Computing on %s", spec.describe())
+        timings: dict[str, float] = {}
+        with dask_client(spec) as client:
+            if wide_modalities(prepared):
+                prepared = run_sketch_pass(prepared, client)
+            stats = run_statistics_pass(prepared, client)
+            models = run_fit_models(prepared, stats, client)
+            pairs = run_evaluate(prepared, stats, models)
+            tasks = (
+                run_scoring_pass(prepared, stats, models, pairs, client)
+                if prepared.config.scoring
+                else CrossModal()
+            )
+            nonlinear = (
+                run_random_features(prepared, models, client)
+                if prepared.config.random_features
+                else []
+            )
+        result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
+        if writer is not None:
+            result = write_results(result, writer)
+    except BaseException as exc:
+        if writer is not None:
+            writer.fail(exc)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
     publish_artifact(result)
     summary: dict[str, Any] = result.summary()
     return summary
+
+
+def run_flow(config: RunConfig, *, tracebacks: bool = False) -> dict[str, Any]:
+    """Run :func:`mmpipe_fit` from a terminal (``mmpipe run``): Prefect's console lines without
+    tracebacks unless asked, and a stop by signal reported as RunInterrupted."""
+    if not tracebacks:
+        hide_tracebacks()
+    try:
+        return mmpipe_fit(config)
+    except TerminationSignal as exc:
+        name = signal.Signals(exc.signal).name
+        error = RunInterrupted(f"The run was stopped by {name}; it is marked failed.")
+        error.exit_code = 128 + exc.signal
+        raise error from None
