@@ -343,7 +343,7 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
             result = write_results(result, writer)
     except BaseException as exc:
         if writer is not None:
-            writer.fail(exc)
+            writer.fail(as_interrupt(exc))
         raise
     finally:
         if writer is not None:
@@ -351,6 +351,16 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     publish_artifact(result)
     summary: dict[str, Any] = result.summary()
     return summary
+
+
+def as_interrupt(exc: BaseException) -> BaseException:
+    """Prefect's own SIGTERM handler raises TerminationSignal: say which signal stopped us."""
+    if not isinstance(exc, TerminationSignal):
+        return exc
+    name = signal.Signals(exc.signal).name
+    error = RunInterrupted(f"The run was stopped by {name}; it is marked failed.")
+    error.exit_code = 128 + exc.signal
+    return error
 
 
 def run_flow(config: RunConfig, *, tracebacks: bool = False) -> dict[str, Any]:
@@ -361,7 +371,4 @@ def run_flow(config: RunConfig, *, tracebacks: bool = False) -> dict[str, Any]:
     try:
         return mmpipe_fit(config)
     except TerminationSignal as exc:
-        name = signal.Signals(exc.signal).name
-        error = RunInterrupted(f"The run was stopped by {name}; it is marked failed.")
-        error.exit_code = 128 + exc.signal
-        raise error from None
+        raise as_interrupt(exc) from None
