@@ -60,22 +60,21 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-STORAGE = dict(
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+def _retrying(retries: int, backoff_factor: float) -> dict[str, Any]:
+    """Task options: retry transient failures only, never cache (data tasks, see above)."""
+    return dict(
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=backoff_factor),
+        retry_condition_fn=_transient,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+    )
+
+
+STORAGE = _retrying(3, 2)
 # A pass whose cluster was lost (ClusterError) is tried again: a restarted scheduler or new
 # workers take the same graph. Bad input and bugs fail at once.
-COMPUTE = dict(
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=5),
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+COMPUTE = _retrying(2, 5)
 
 
 @task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
