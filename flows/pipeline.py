@@ -77,7 +77,7 @@ STORAGE = _retrying(3, 2)
 COMPUTE = _retrying(2, 5)
 
 
-@task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+@task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)
 def open_and_validate(config: RunConfig) -> Prepared:
     # Runs before any cluster exists: bad input fails without paying for one, and the size
     # of the input decides whether a cluster is worth starting. The labels (one small 1-D
@@ -103,7 +103,7 @@ def open_and_validate(config: RunConfig) -> Prepared:
     return prepared
 
 
-@task(name="sketch-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+@task(name="sketch-pass", tags=["mmpipe", "dask"], **COMPUTE)
 def run_sketch_pass(prepared: Prepared, client: Any) -> Prepared:
     wide = wide_modalities(prepared)
     reduced = sketch_pass(prepared, client=client)
@@ -114,7 +114,7 @@ def run_sketch_pass(prepared: Prepared, client: Any) -> Prepared:
     return reduced
 
 
-@task(name="statistics-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+@task(name="statistics-pass", tags=["mmpipe", "dask"], **COMPUTE)
 def run_statistics_pass(prepared: Prepared, client: Any) -> PassStatistics:
     stats = statistics_pass(prepared, client=client)
     get_run_logger().info(
@@ -126,12 +126,12 @@ def run_statistics_pass(prepared: Prepared, client: Any) -> PassStatistics:
     return stats
 
 
-@task(name="fit-models", tags=["mmpipe"], **COMPUTE)  # type: ignore[call-overload]
+@task(name="fit-models", tags=["mmpipe"], **COMPUTE)
 def run_fit_models(prepared: Prepared, stats: PassStatistics, client: Any) -> FittedModels:
     return fit_models(prepared, stats, client=client)
 
 
-@task(name="evaluate", tags=["mmpipe"], **COMPUTE)  # type: ignore[call-overload]
+@task(name="evaluate", tags=["mmpipe"], **COMPUTE)
 def run_evaluate(
     prepared: Prepared, stats: PassStatistics, models: FittedModels
 ) -> list[PairResult]:
@@ -149,7 +149,7 @@ def run_evaluate(
     return pairs
 
 
-@task(name="scoring-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+@task(name="scoring-pass", tags=["mmpipe", "dask"], **COMPUTE)
 def run_scoring_pass(
     prepared: Prepared,
     stats: PassStatistics,
@@ -200,7 +200,7 @@ def run_scoring_pass(
     return tasks
 
 
-@task(name="random-features-pass", tags=["mmpipe", "dask"], **COMPUTE)  # type: ignore[call-overload]
+@task(name="random-features-pass", tags=["mmpipe", "dask"], **COMPUTE)
 def run_random_features(
     prepared: Prepared, models: FittedModels, client: Any
 ) -> list[RandomFeatureResult]:
@@ -218,7 +218,7 @@ def run_random_features(
     return maps
 
 
-@task(name="begin-run", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+@task(name="begin-run", tags=["mmpipe", "storage"], **STORAGE)
 def begin_run(prepared: Prepared, config: RunConfig, run_id: str) -> RunWriter:
     # Before the first pass: the run exists as "running" and the location is proven writable.
     assert config.results is not None
@@ -233,7 +233,7 @@ def begin_run(prepared: Prepared, config: RunConfig, run_id: str) -> RunWriter:
     return writer
 
 
-@task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)  # type: ignore[call-overload]
+@task(name="write-results", tags=["mmpipe", "storage"], **STORAGE)
 def write_results(result: FitResult, writer: RunWriter) -> FitResult:
     # A retry rewrites the same run's arrays; only the last write marks it complete.
     written = writer.complete(result)
