@@ -5,6 +5,12 @@ then the ``DASK_SCHEDULER_ADDRESS`` environment variable) > a LocalCluster start
 > for small inputs, threads in this process. Clusters that mmpipe starts are closed when the
 run ends; clusters it connects to are left running. Dashboards are off unless asked for.
 
+Bounded waits: reaching an existing scheduler gives up after ``connect_timeout`` seconds, and a
+pass (:func:`result`) gives up when the scheduler has not answered, or has had no worker, for
+``scheduler_timeout`` seconds. Either ends in :class:`~mmpipe.errors.ClusterError` naming the
+address, never in a hang. Losing a worker is not an error: every pass's graph holds all the
+data it needs (mmpipe.stats.rowblocks), so the scheduler recomputes what the worker held.
+
 Small inputs: when nothing names a cluster (no address, no scheduler file, no worker count)
 and the modalities hold less than :data:`SMALL_INPUT_BYTES`, starting worker processes costs
 more than the work: each one imports NumPy, Dask and Zarr again before its first task. The mfeat
@@ -13,13 +19,16 @@ example (2,000 rows) fits in 3.9–4.4 s on threads and 5.8–7.2 s on a 2-worke
 
 from __future__ import annotations
 
+import math
 import os
+import time
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from mmpipe.errors import bad_parameter
+from mmpipe.errors import ClusterError, bad_parameter
 
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
@@ -33,6 +42,14 @@ instead was as fast but held RSS at its high-water mark, and a worker paused at 
 limit never resumed)."""
 SMALL_INPUT_BYTES = 256 * 2**20
 """Below this many bytes of modalities (in memory), an unnamed cluster means threads here."""
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds to reach an existing scheduler before giving up (distributed's own default: 30)."""
+DEFAULT_SCHEDULER_TIMEOUT = 60.0
+"""Seconds a pass waits on a scheduler that does not answer, or has no worker, before it gives
+up. Long enough for a busy scheduler (taking in a large graph, a worker joining); a frozen or
+unreachable one fails the run within this bound plus one check interval."""
+CHECK_INTERVAL = 5.0
+"""Longest time between two checks that the scheduler answers, while a pass runs."""
 
 
 def worker_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -65,6 +82,11 @@ class ClusterSpec:
     in_process: bool | None = None
     """No cluster at all: Dask's threaded scheduler in this process. None: only for small
     inputs when nothing names a cluster (see :func:`choose`)."""
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    """Existing cluster: seconds to reach the scheduler before the run fails (ClusterError)."""
+    scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
+    """Seconds a pass waits on a scheduler that stopped answering, or that has no worker,
+    before the run fails (ClusterError)."""
 
     def describe(self) -> str:
         if self.address:
@@ -88,6 +110,10 @@ def resolve(spec: ClusterSpec | None = None) -> ClusterSpec:
         raise bad_parameter(
             "threads_per_worker", "ClusterSpec", "an int >= 1", spec.threads_per_worker
         )
+    for name in ("connect_timeout", "scheduler_timeout"):
+        seconds = getattr(spec, name)
+        if not (isinstance(seconds, int | float) and seconds > 0 and math.isfinite(seconds)):
+            raise bad_parameter(name, "ClusterSpec", "a number of seconds > 0", seconds)
     if not spec.address and not spec.scheduler_file and os.environ.get(ADDRESS_ENV):
         from dataclasses import replace
 
@@ -135,21 +161,58 @@ def dask_client(
     from distributed import Client
 
     if spec.address or spec.scheduler_file:
-        kwargs: dict[str, Any] = (
-            {"address": spec.address} if spec.address else {"scheduler_file": spec.scheduler_file}
-        )
-        connected = Client(**kwargs, set_as_default=False)
+        connected = connect(spec)
         try:
             yield connected
         finally:
-            connected.close()
+            # Bounded: a scheduler that is gone or frozen must not hold the run's exit.
+            with suppress(Exception):
+                connected.close(timeout=spec.connect_timeout)
         return
     cluster = start_local_cluster(spec)
     try:
         with Client(cluster, set_as_default=False) as local:
+            watch(local, spec.scheduler_timeout)
             yield local
     finally:
         cluster.close()
+
+
+def connect(spec: ClusterSpec) -> Any:
+    """A ``distributed.Client`` of the existing cluster ``spec`` names, reached within
+    ``spec.connect_timeout`` seconds, and watched with ``spec.scheduler_timeout``."""
+    from distributed import Client
+
+    if spec.address:
+        kwargs: dict[str, Any] = {"address": spec.address}
+        where = spec.address
+    else:
+        kwargs = {"scheduler_file": spec.scheduler_file}
+        where = (
+            f"{_scheduler_file_address(spec.scheduler_file)} (scheduler file {spec.scheduler_file})"
+        )
+    try:
+        client = Client(**kwargs, timeout=spec.connect_timeout, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {where} within {spec.connect_timeout:g} s: "
+            "check the address and that the scheduler runs"
+        ) from error
+    except ValueError as error:  # distributed's own words name the bad address
+        raise ClusterError(f"bad Dask scheduler address {where}: {error}") from error
+    watch(client, spec.scheduler_timeout)
+    return client
+
+
+def _scheduler_file_address(path: str | None) -> str:
+    """The address a scheduler file holds, or a placeholder if it cannot be read."""
+    import json
+
+    try:
+        with open(str(path)) as f:
+            return str(json.load(f)["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "(unreadable)"
 
 
 def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
@@ -169,3 +232,114 @@ def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
             dashboard_address=":0" if spec.dashboard else None,
             host="127.0.0.1",
         )
+
+
+_WATCHED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+"""Client -> its scheduler timeout, for the clients :func:`dask_client` made (a caller's own
+client gets :data:`DEFAULT_SCHEDULER_TIMEOUT`)."""
+
+
+def watch(client: Any, scheduler_timeout: float) -> None:
+    """Make :func:`result` give up on ``client``'s scheduler after ``scheduler_timeout`` s."""
+    _WATCHED[client] = float(scheduler_timeout)
+
+
+def scheduler_timeout(client: Any) -> float:
+    """The scheduler timeout :func:`result` uses for ``client``."""
+    return _WATCHED.get(client, DEFAULT_SCHEDULER_TIMEOUT)
+
+
+def scheduler_address(client: Any) -> str:
+    """The address of ``client``'s scheduler, for messages."""
+    address = getattr(getattr(client, "scheduler", None), "address", None)
+    return str(address) if address else "(unknown address)"
+
+
+def result(client: Any, future: Any) -> Any:
+    """``future.result()``, watched: the value, the task's own exception unchanged, or a
+    :class:`ClusterError` when the cluster fails under the computation.
+
+    While it waits it asks the scheduler, at most every :data:`CHECK_INTERVAL` seconds, how
+    many workers it has. A scheduler that has not answered for the client's scheduler timeout
+    (frozen, gone, unreachable), or that has had no worker that long, ends the wait: the
+    future is released and ClusterError names the address. A lost connection, a computation
+    the scheduler cancelled and a task that killed every worker that ran it
+    (``KilledWorker``) also become ClusterError. Losing a worker does not: the scheduler
+    recomputes what it held, and this keeps waiting.
+    """
+    limit = scheduler_timeout(client)
+    interval = min(CHECK_INTERVAL, limit / 4)
+    answered = has_workers = time.monotonic()
+    try:
+        while True:
+            try:
+                return future.result(timeout=interval)
+            except TimeoutError:
+                if future.done():  # the task's own TimeoutError, or done just now
+                    return future.result()
+            workers = _count_workers(client, interval)
+            now = time.monotonic()
+            if workers is None:
+                if now - answered > limit:
+                    what = f"has not answered for {limit:g} s"
+                    raise _gave_up(client, future, what, "check that it runs and is not overloaded")
+                continue
+            answered = now
+            if workers:
+                has_workers = now
+            elif now - has_workers > limit:
+                what = f"has had no worker for {limit:g} s"
+                raise _gave_up(client, future, what, "start workers, or check why they stopped")
+    except ClusterError:
+        raise
+    except BaseException as error:
+        lost = cluster_failure(client, error)
+        if lost is None:
+            raise
+        raise lost from error
+
+
+def _count_workers(client: Any, timeout: float) -> int | None:
+    """How many workers the scheduler has, or None if it did not answer within ``timeout``."""
+    try:
+        info = client.sync(client.scheduler.identity, n_workers=0, callback_timeout=timeout)
+        return int(info["n_workers"])
+    except Exception:  # any failure to answer counts as no answer
+        return None
+
+
+def _gave_up(client: Any, future: Any, what: str, todo: str) -> ClusterError:
+    with suppress(Exception):
+        future.release()  # the scheduler drops the computation when it hears of it
+    return ClusterError(f"the Dask scheduler at {scheduler_address(client)} {what}: {todo}")
+
+
+def cluster_failure(client: Any, error: BaseException) -> ClusterError | None:
+    """The :class:`ClusterError` that says what happened to the cluster, if ``error`` is a
+    failure of the cluster rather than of a task (None: re-raise ``error`` as it is)."""
+    from distributed.client import FutureCancelledError, FuturesCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    where = f"the Dask scheduler at {scheduler_address(client)}"
+    if isinstance(error, KilledWorker):
+        lost = ClusterError(
+            f"task {error.task!r} was run by {error.allowed_failures + 1} Dask workers of "
+            f"{where} and every one of them died while running it (often: out of memory): "
+            "give the workers more memory, or use smaller --chunk-rows"
+        )
+        lost.transient = False  # the same task will kill workers again
+        return lost
+    if isinstance(error, FutureCancelledError | FuturesCancelledError):
+        reason = getattr(error, "reason", None) or ", ".join(
+            sorted({g.reason for g in getattr(error, "error_groups", [])})
+        )
+        if reason == "scheduler-connection-lost":
+            return ClusterError(
+                f"lost the connection to {where} during the computation: check that it runs, "
+                "then run again"
+            )
+        return ClusterError(f"{where} cancelled the computation ({reason}): run again")
+    if isinstance(error, CommClosedError):
+        return ClusterError(f"lost the connection to {where} ({error}): run again")
+    return None

@@ -23,7 +23,7 @@ from dask.delayed import Delayed, delayed
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.moments import Moments, gram, merge, merge_all
-from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
+from mmpipe.stats.rowblocks import RowBlock, embedding_data, map_row_blocks
 
 GroupKey = tuple[int, int]  # (fold group, presence bit pattern)
 
@@ -254,9 +254,18 @@ def tree_reduce(parts: list[Delayed], combine: Any, split_every: int) -> Delayed
 
 
 def compute_on(graph: Delayed, client: object | None) -> Any:
-    """Compute a delayed result on ``client`` if given, else on the current Dask scheduler."""
+    """Compute a delayed result on ``client`` if given, else on the current Dask scheduler.
+
+    On a client the wait is watched (:func:`mmpipe.cluster.result`): a scheduler that stops
+    answering or goes away ends the pass with ClusterError within the client's scheduler
+    timeout; a lost worker only costs the recomputation of what it held.
+    """
     if client is not None:
-        return client.compute(graph).result()  # type: ignore[attr-defined]
+        from mmpipe.cluster import result as watched_result
+
+        with embedding_data():
+            future = client.compute(graph)  # type: ignore[attr-defined]
+        return watched_result(client, future)
     (result,) = dask.compute(graph)
     return result
 

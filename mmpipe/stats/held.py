@@ -3,8 +3,9 @@
 One pass reads the feature modalities and keeps, per row block on the workers, each model's
 scores side by side (one model per split plus the final one), the label codes, and which rows
 train or validate each model. Iterative solvers then make their passes over these scores,
-never over the store. Their validation predictions are made in the scoring pass, with the
-other tasks' (mmpipe.stats.scoring).
+never over the store; a block that a lost worker held is read again from the store. Their
+validation predictions are made in the scoring pass, with the other tasks'
+(mmpipe.stats.scoring).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dask.delayed import delayed
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import compute_on, tree_reduce
 from mmpipe.stats.folds import FoldPlan
-from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
+from mmpipe.stats.rowblocks import RowBlock, embedding_data, map_row_blocks
 
 
 def _block_scores(
@@ -76,11 +77,14 @@ def hold_scores(
         nout=3,
         client=client,
     )
-    held: list[Any] = (
-        client.persist(parts)  # type: ignore[attr-defined]
-        if client is not None
-        else list(dask.persist(*parts))
-    )
+    # Persisted, the blocks keep their whole graph on the scheduler: a worker lost between or
+    # during the solver's passes only costs recomputing (re-reading) the blocks it held.
+    held: list[Any]
+    if client is not None:
+        with embedding_data():
+            held = client.persist(parts)  # type: ignore[attr-defined]
+    else:
+        held = list(dask.persist(*parts))
     blocks = [(p[0], p[1], p[2]) for p in held]
     counts = compute_on(tree_reduce([delayed(_count)(p[2]) for p in held], _total, 8), client)
     return HeldScores(blocks, bases.shape[0], bases.shape[2], counts)

@@ -9,15 +9,28 @@ The task reads its rows from the store itself rather than receiving them from se
 "getter" tasks: a getter may run on another worker than its consumer, and then the block
 crosses between worker processes (pickled, sent, unpickled) before any arithmetic. Reading in
 the task moves only the results.
+
+Everything else a task needs is in the graph itself, so that losing a worker changes nothing:
+the scheduler holds the graph and recomputes whatever the lost worker held, down to these
+inputs. The store handle and each shared object are one data node each (one key, read by
+every block, never copied into each task); a block's slices of the per-row arrays travel inside
+its own task. Nothing is ``scatter``ed: scattered data lives only on the workers, and Dask
+cannot recompute it when they die (the issue this replaced: one SIGKILLed worker ended every
+fit). ``scatter(broadcast=True)``/``replicate`` do not fix that either: nothing re-creates a
+lost replica, the active memory manager may drop the extra ones, and losing a worker during
+replication hangs it (dask/distributed#6578, #5704). The price is that the shared objects and
+per-row arrays (a few bytes per row) go to the workers through the scheduler, once per pass.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed, delayed
@@ -67,14 +80,21 @@ def _run_block(
     return fn(block, *per_row, *shared)
 
 
-def _default_client() -> Any | None:
-    """The distributed client that ``dask.compute`` would use, if any."""
-    try:
-        from distributed import default_client
+EMBEDDED_GRAPH_WARNING = "1GiB"
+"""Graph size above which distributed still warns when a pass is submitted (its default:
+10 MB). Its warning is meant for data repeated in many tasks; a pass embeds each shared object
+once and each row of the per-row arrays once, on purpose (see the module docstring), so only a
+graph beyond any sensible size of those is worth a warning."""
 
-        return default_client()
-    except (ImportError, ValueError):
-        return None
+
+@contextmanager
+def embedding_data() -> Iterator[None]:
+    """Submit graphs from :func:`map_row_blocks` to a distributed client inside this: its
+    "Sending large graph" warning then allows the data they embed on purpose."""
+    with dask.config.set(
+        {"distributed.admin.large-graph-warning-threshold": EMBEDDED_GRAPH_WARNING}
+    ):
+        yield
 
 
 def map_row_blocks(
@@ -90,28 +110,22 @@ def map_row_blocks(
     """One lazy ``fn(block, *per_row_slices, *shared)`` per row block of ``ds``.
 
     ``block`` is a :class:`RowBlock` of ``names`` read inside the task; each array of
-    ``per_row`` (n_rows long, or None) is sliced to the block's rows; each object of
-    ``shared`` is shipped to the cluster once, as one key, not embedded in every task.
-    With a distributed ``client`` (given, or the default one), the shared objects and the
-    row slices are scattered to the workers first, so the graph sent to the scheduler stays
-    small (composed maps and sketch bases can weigh tens of MB).
+    ``per_row`` (n_rows long, or None) is sliced to the block's rows and embedded in that
+    block's task; each object of ``shared`` is one data node of the graph, shipped to the
+    cluster once, not embedded in every task. The graph holds all of it, so the scheduler can
+    recompute anything a lost worker held (see the module docstring). Submit it to a
+    distributed client inside :func:`embedding_data`. ``client`` is accepted for the callers
+    that pass it and not used: the graph is the same wherever it runs.
     """
-    client = client if client is not None else _default_client()
+    del client
     starts = np.cumsum((0, *ds.row_chunks))
-    slices = [
-        tuple(None if a is None else a[lo:hi] for a in per_row)
-        for lo, hi in itertools.pairwise(starts)
-    ]
-    if client is not None:
-        arrays, *shared_keys = client.scatter([ds.arrays, *shared], hash=False)
-        slices = client.scatter(slices, hash=False) if per_row else slices
-    else:
-        arrays = delayed(ds.arrays, traverse=False)
-        shared_keys = [delayed(obj, traverse=False) for obj in shared]
+    arrays = delayed(ds.arrays, traverse=False)
+    shared_keys = tuple(delayed(obj, traverse=False) for obj in shared)
     task = delayed(_run_block, nout=nout)
     label = getattr(fn, "__name__", "block").strip("_")
     parts: list[Delayed] = []
-    for i, (start, stop) in enumerate(itertools.pairwise(starts)):
-        args = (arrays, tuple(names), int(start), int(stop), fn, slices[i], tuple(shared_keys))
+    for start, stop in itertools.pairwise(starts):
+        rows = tuple(None if a is None else a[start:stop] for a in per_row)
+        args = (arrays, tuple(names), int(start), int(stop), fn, rows, shared_keys)
         parts.append(task(*args, dask_key_name=f"{label}-{tokenize(ds.url, *args)}"))
     return parts
