@@ -6,9 +6,11 @@ storage-agnostic. Remote access needs the matching fsspec backend (``pip install
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import zarr
 import zarr.abc.store
@@ -16,7 +18,20 @@ import zarr.codecs
 import zarr.errors
 import zarr.storage
 
-from mmpipe.errors import MissingDependencyError, StoreNotFoundError
+from mmpipe.errors import (
+    ConfigError,
+    MissingDependencyError,
+    MmpipeError,
+    StorageError,
+    StoreNotFoundError,
+)
+from mmpipe.io.secrets import resolve_references
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from zarr.abc.store import ByteRequest
+    from zarr.core.buffer import Buffer, BufferPrototype
 
 StorageOptions = dict[str, Any]
 MODALITY_COMPRESSORS = (zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),)
@@ -55,19 +70,299 @@ def _check_backend(url: str) -> None:
         ) from exc
 
 
+S3_ATTEMPTS = 5
+"""Attempts per S3 request (the first and 4 retries), botocore "standard" retry mode."""
+S3_CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection to the object store before that attempt counts as failed."""
+S3_READ_TIMEOUT = 15.0
+"""Seconds without a byte from the object store before that attempt counts as failed."""
+DEADLINE = 120.0
+"""Seconds one store operation (a chunk read or write, one page of a listing) may take with
+all its retries before it fails with StorageError. ``MMPIPE_STORAGE_DEADLINE`` overrides it
+(``0``: no deadline)."""
+DEADLINE_ENV = "MMPIPE_STORAGE_DEADLINE"
+_RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas")
+_NOT_FOUND = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+_IO_MODULES = frozenset(
+    {"botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec", "gcsfs", "adlfs", "azure", "urllib3"}
+)
+T = TypeVar("T")
+
+
+def s3_defaults(storage_options: StorageOptions | None) -> StorageOptions:
+    """``storage_options`` for s3fs with mmpipe's retry and timeout defaults filled in.
+
+    The defaults go into ``config_kwargs`` (botocore's ``Config``), where the caller's own
+    values win key by key:
+
+    - ``retries={"mode": "standard", "total_max_attempts": 5}``: every request (GET, PUT,
+      HEAD, LIST) that fails with a 500/502/503/504, a throttling error (SlowDown), a reset
+      or refused connection or a timeout is tried again, up to 5 attempts in all, after a
+      jittered exponential backoff (up to 1, 2, 4, 8 s). Left out when ``config_kwargs`` has
+      ``retries`` or the environment sets ``AWS_RETRY_MODE`` / ``AWS_MAX_ATTEMPTS``.
+    - ``connect_timeout=5``, ``read_timeout=15`` (seconds, per attempt).
+
+    On top of these, s3fs retries a response body cut short and SlowDown errors (its own
+    ``S3FileSystem.retries``, 5), and :class:`RemoteStore` bounds every operation by
+    :data:`DEADLINE`.
+    """
+    options = dict(storage_options or {})
+    config = dict(options.get("config_kwargs") or {})
+    if "retries" not in config and not any(os.environ.get(name) for name in _RETRY_ENV):
+        config["retries"] = {"mode": "standard", "total_max_attempts": S3_ATTEMPTS}
+    config.setdefault("connect_timeout", S3_CONNECT_TIMEOUT)
+    config.setdefault("read_timeout", S3_READ_TIMEOUT)
+    options["config_kwargs"] = config
+    return options
+
+
+def storage_deadline() -> float | None:
+    """Seconds per store operation (:data:`DEADLINE`, or ``MMPIPE_STORAGE_DEADLINE``)."""
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    if not text:
+        return DEADLINE
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"{DEADLINE_ENV}={text!r} must be a number of seconds (0: no deadline).")
+    return value or None
+
+
+def _endpoint(options: StorageOptions | None) -> str | None:
+    options = options or {}
+    client = options.get("client_kwargs") or {}
+    endpoint = options.get("endpoint_url") or client.get("endpoint_url")
+    return str(endpoint) if endpoint else None
+
+
+def _attempts(options: StorageOptions | None) -> int | None:
+    retries = ((options or {}).get("config_kwargs") or {}).get("retries") or {}
+    if "total_max_attempts" in retries:
+        return int(retries["total_max_attempts"])
+    if "max_attempts" in retries:
+        return int(retries["max_attempts"]) + 1
+    return None
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    """An error of the storage service or the network (not "absent", not a bug of ours)."""
+    if isinstance(exc, (MmpipeError, *_NOT_FOUND)):
+        return False
+    if isinstance(exc, OSError):  # ConnectionError, TimeoutError, PermissionError, EIO...
+        return True
+    return type(exc).__module__.split(".")[0] in _IO_MODULES
+
+
+def _secrets(options: Any) -> Iterable[str]:
+    """Every credential-looking string value in (nested) storage options."""
+    if isinstance(options, dict):
+        for name, value in options.items():
+            if isinstance(value, str) and any(w in str(name).lower() for w in _SECRET_WORDS):
+                if len(value) >= 4:
+                    yield value
+            else:
+                yield from _secrets(value)
+
+
+class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
+    """A remote store whose failures end as one line: :class:`~mmpipe.errors.StorageError`.
+
+    Retrying is the client library's job (botocore and s3fs, see :func:`s3_defaults`); this
+    wrapper only makes sure that what survives the retries ends the run clearly and in
+    bounded time:
+
+    - every operation has a deadline (:data:`DEADLINE` seconds, retries included; for a
+      listing, per page), so a server that stops answering cannot hang a run;
+    - an error of the service or the network becomes a StorageError naming the URL, the key,
+      the endpoint and what to do; never a missing key: only "not found" answers pass
+      through as such (zarr reads those as the fill value, and mmpipe's chunk guard as an
+      absent chunk), everything else is raised;
+    - credentials found in the store's options never appear in a message.
+    """
+
+    def __init__(
+        self,
+        store: zarr.abc.store.Store,
+        *,
+        url: str,
+        endpoint: str | None = None,
+        attempts: int | None = None,
+        deadline: float | None = DEADLINE,
+    ) -> None:
+        super().__init__(store)
+        self.url = url
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.deadline = deadline
+
+    def _with_store(self, store: zarr.abc.store.Store) -> RemoteStore:
+        return type(self)(
+            store,
+            url=self.url,
+            endpoint=self.endpoint,
+            attempts=self.attempts,
+            deadline=self.deadline,
+        )
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.url!r})"
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _failure(self, action: str, key: str, exc: BaseException, *, expired: bool) -> StorageError:
+        where = f"{self.url.rstrip('/')}/{key}" if key else self.url
+        service = f"the object store at {self.endpoint}" if self.endpoint else "the object store"
+        direction = {"write": "to", "delete": "in", "list": "in"}.get(action, "from")
+        head = f"cannot {action} {where} {direction} {service}"
+        if expired:
+            message = (
+                f"{head}: no answer within {self.deadline:g} s, retries included; check "
+                f"endpoint_url and the network (a slow link: raise {DEADLINE_ENV}), then run "
+                "again"
+            )
+        else:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            if len(reason) > 300:
+                reason = reason[:297] + "..."
+            if isinstance(exc, PermissionError):
+                message = f"{head}: access denied ({reason}); check the credentials and the "
+                message += "bucket's permissions"
+            else:
+                tries = f"after {self.attempts} attempts" if self.attempts else "after retries"
+                message = (
+                    f"{head} {tries} ({reason}); check endpoint_url, the network and the "
+                    "object store's status, then run again"
+                )
+        fs_options = getattr(getattr(self._store, "fs", None), "storage_options", None)
+        for secret in sorted(set(_secrets(fs_options)), key=len, reverse=True):
+            message = message.replace(secret, "***")
+        return StorageError(message)
+
+    async def _call(self, action: str, key: str, operation: Callable[[], Awaitable[T]]) -> T:
+        scope = asyncio.timeout(self.deadline)
+        try:
+            async with scope:
+                return await operation()
+        except Exception as exc:
+            expired = isinstance(exc, TimeoutError) and scope.expired()
+            if not expired and not _is_storage_failure(exc):
+                raise
+            raise self._failure(action, key, exc, expired=expired) from exc
+
+    async def _iterate(
+        self, action: str, key: str, items: AsyncIterator[str]
+    ) -> AsyncIterator[str]:
+        """``items`` with the deadline applied to each step (a page of a listing)."""
+        try:
+            while True:
+                try:
+                    item = await self._call(action, key, lambda: anext(items))
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                await close()
+
+    # -- the store interface, each operation through _call -----------------------------
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        return await self._call("read", key, lambda: self._store.get(key, prototype, byte_range))
+
+    async def get_partial_values(
+        self,
+        prototype: BufferPrototype,
+        key_ranges: Iterable[tuple[str, ByteRequest | None]],
+    ) -> list[Buffer | None]:
+        key_ranges = list(key_ranges)
+        key = key_ranges[0][0] if key_ranges else ""
+        return await self._call(
+            "read", key, lambda: self._store.get_partial_values(prototype, key_ranges)
+        )
+
+    async def _get_many(
+        self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+        for key, prototype, byte_range in requests:
+            yield key, await self.get(key, prototype, byte_range)
+
+    async def exists(self, key: str) -> bool:
+        return await self._call("read", key, lambda: self._store.exists(key))
+
+    async def getsize(self, key: str) -> int:
+        return await self._call("read", key, lambda: self._store.getsize(key))
+
+    async def is_empty(self, prefix: str) -> bool:
+        return await self._call("list", prefix, lambda: self._store.is_empty(prefix))
+
+    async def set(self, key: str, value: Buffer) -> None:
+        await self._call("write", key, lambda: self._store.set(key, value))
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        await self._call("write", key, lambda: self._store.set_if_not_exists(key, value))
+
+    async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
+        await asyncio.gather(*(self.set(key, value) for key, value in values))
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete", key, lambda: self._store.delete(key))
+
+    async def delete_dir(self, prefix: str) -> None:
+        await self._call("delete", prefix, lambda: self._store.delete_dir(prefix))
+
+    async def clear(self) -> None:
+        await self._call("delete", "", self._store.clear)
+
+    def list(self) -> AsyncIterator[str]:
+        return self._iterate("list", "", self._store.list())
+
+    def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        return self._iterate("list", prefix, self._store.list_prefix(prefix))
+
+    def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        return self._iterate("list", prefix, self._store.list_dir(prefix))
+
+
 def make_store(
     url: str | os.PathLike[str],
     *,
     mode: Literal["r", "w", "a"] = "r",
     storage_options: StorageOptions | None = None,
 ) -> zarr.storage.StoreLike:
-    """A zarr store for ``url``: LocalStore for paths, FsspecStore for remote URLs."""
+    """A zarr store for ``url``: LocalStore for paths; for remote URLs an FsspecStore seen
+    through a :class:`RemoteStore` (a deadline per operation, one-line StorageError).
+
+    For ``s3://`` URLs the options get mmpipe's retry and timeout defaults
+    (:func:`s3_defaults`: botocore "standard" retries, 5 attempts per request with jittered
+    exponential backoff, connect timeout 5 s, read timeout 15 s); anything the caller's
+    ``storage_options`` set wins.
+    """
     text = os.fspath(url)
     read_only = mode == "r"
     if is_remote(text):
         _check_backend(text)
-        return zarr.storage.FsspecStore.from_url(
+        # Credentials arrive as ${ENV_VAR} references (mmpipe.io.secrets), expanded only here.
+        storage_options = resolve_references(storage_options)
+        if text.startswith(("s3://", "s3a://")):
+            storage_options = s3_defaults(storage_options)
+        store = zarr.storage.FsspecStore.from_url(
             text, storage_options=storage_options or {}, read_only=read_only
+        )
+        return RemoteStore(
+            store,
+            url=text,
+            endpoint=_endpoint(storage_options),
+            attempts=_attempts(storage_options),
+            deadline=storage_deadline(),
         )
     path = Path(text.removeprefix("file://"))
     if read_only and not path.exists():
