@@ -270,7 +270,7 @@ def result(client: Any, future: Any) -> Any:
     limit = scheduler_timeout(client)
     interval = min(CHECK_INTERVAL, limit / 4)
     answered = has_workers = time.monotonic()
-    try:
+    with cluster_failures(client):
         while True:
             try:
                 return future.result(timeout=interval)
@@ -290,6 +290,15 @@ def result(client: Any, future: Any) -> Any:
             elif now - has_workers > limit:
                 what = f"has had no worker for {limit:g} s"
                 raise _gave_up(client, future, what, "start workers, or check why they stopped")
+
+
+@contextmanager
+def cluster_failures(client: Any) -> Iterator[None]:
+    """Inside this, a failure of the cluster (see :func:`cluster_failure`) is raised as the
+    :class:`ClusterError` that says what happened; any other error as it is. Wrap every
+    submission to ``client`` and every wait on it."""
+    try:
+        yield
     except ClusterError:
         raise
     except BaseException as error:
@@ -317,11 +326,20 @@ def _gave_up(client: Any, future: Any, what: str, todo: str) -> ClusterError:
 def cluster_failure(client: Any, error: BaseException) -> ClusterError | None:
     """The :class:`ClusterError` that says what happened to the cluster, if ``error`` is a
     failure of the cluster rather than of a task (None: re-raise ``error`` as it is)."""
-    from distributed.client import FutureCancelledError, FuturesCancelledError
+    from distributed.client import (
+        ClosedClientError,
+        FutureCancelledError,
+        FuturesCancelledError,
+    )
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
 
     where = f"the Dask scheduler at {scheduler_address(client)}"
+    if isinstance(error, ClosedClientError):
+        return ClusterError(
+            f"the client of {where} is closed (it lost the scheduler earlier and could not "
+            "reconnect): check that the scheduler runs, then run again"
+        )
     if isinstance(error, KilledWorker):
         lost = ClusterError(
             f"task {error.task!r} was run by {error.allowed_failures + 1} Dask workers of "

@@ -17,7 +17,7 @@ from mmpipe.cluster import (
     scheduler_timeout,
 )
 from mmpipe.config import load_config
-from mmpipe.errors import ConfigError
+from mmpipe.errors import ClusterError, ConfigError
 from mmpipe.stats.blocked import compute_on
 
 
@@ -56,3 +56,11 @@ def test_clients_made_by_mmpipe_carry_their_scheduler_timeout(local_client: Any)
     with dask_client(ClusterSpec(address=address, scheduler_timeout=12)) as client:
         assert scheduler_timeout(client) == 12
         assert compute_on(delayed(sum)([1, 2]), client) == 3
+
+
+def test_a_closed_client_is_a_cluster_error(local_client: Any) -> None:
+    # What a retried pass meets when its client lost the scheduler for good.
+    with dask_client(ClusterSpec(address=local_client.scheduler.address)) as client:
+        client.close()
+        with pytest.raises(ClusterError, match="is closed"):
+            compute_on(delayed(sum)([1, 2]), client)

@@ -261,9 +261,10 @@ def compute_on(graph: Delayed, client: object | None) -> Any:
     timeout; a lost worker only costs the recomputation of what it held.
     """
     if client is not None:
+        from mmpipe.cluster import cluster_failures
         from mmpipe.cluster import result as watched_result
 
-        with embedding_data():
+        with embedding_data(), cluster_failures(client):
             future = client.compute(graph)  # type: ignore[attr-defined]
         return watched_result(client, future)
     (result,) = dask.compute(graph)

@@ -18,6 +18,7 @@ import dask
 import numpy as np
 from dask.delayed import delayed
 
+from mmpipe.cluster import cluster_failures
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import compute_on, tree_reduce
 from mmpipe.stats.folds import FoldPlan
@@ -81,7 +82,7 @@ def hold_scores(
     # during the solver's passes only costs recomputing (re-reading) the blocks it held.
     held: list[Any]
     if client is not None:
-        with embedding_data():
+        with embedding_data(), cluster_failures(client):
             held = client.persist(parts)  # type: ignore[attr-defined]
     else:
         held = list(dask.persist(*parts))
