@@ -77,13 +77,21 @@ S3_CONNECT_TIMEOUT = 5.0
 S3_READ_TIMEOUT = 15.0
 """Seconds without a byte from the object store before that attempt counts as failed."""
 DEADLINE = 120.0
-"""Seconds one store operation (a chunk read or write, one page of a listing) may take with
-all its retries before it fails with StorageError. ``MMPIPE_STORAGE_DEADLINE`` overrides it
-(``0``: no deadline)."""
+"""Seconds one store operation (a chunk read or write; a listing, up to each next key) may
+take with all its retries before it fails with StorageError. ``MMPIPE_STORAGE_DEADLINE``
+overrides it (``0``: no deadline)."""
 DEADLINE_ENV = "MMPIPE_STORAGE_DEADLINE"
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 _SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas")
 _NOT_FOUND = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+_UNREACHABLE = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ClientConnectorError",
+        "ConnectionRefusedError",
+    }
+)
 _IO_MODULES = frozenset(
     {"botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec", "gcsfs", "adlfs", "azure", "urllib3"}
 )
@@ -156,6 +164,24 @@ def _is_storage_failure(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _IO_MODULES
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """A connection that could not be made (refused, reset before an answer, timed out)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & _UNREACHABLE)
+
+
+def _closing(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a coroutine was being closed (GeneratorExit)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, GeneratorExit):
+            return True
+        seen.add(id(cause))
+        cause = cause.__context__
+    return False
+
+
 def _secrets(options: Any) -> Iterable[str]:
     """Every credential-looking string value in (nested) storage options."""
     if isinstance(options, dict):
@@ -175,7 +201,8 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
     bounded time:
 
     - every operation has a deadline (:data:`DEADLINE` seconds, retries included; for a
-      listing, per page), so a server that stops answering cannot hang a run;
+      listing, up to each next key), so a server that stops answering cannot hang a run
+      (s3fs retries around botocore's retries: 45 to 75 unanswered attempts of 15 s each);
     - an error of the service or the network becomes a StorageError naming the URL, the key,
       the endpoint and what to do; never a missing key: only "not found" answers pass
       through as such (zarr reads those as the fill value, and mmpipe's chunk guard as an
@@ -219,26 +246,31 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
         where = f"{self.url.rstrip('/')}/{key}" if key else self.url
         service = f"the object store at {self.endpoint}" if self.endpoint else "the object store"
         direction = {"write": "to", "delete": "in", "list": "in"}.get(action, "from")
-        head = f"cannot {action} {where} {direction} {service}"
+        tries = f"after {self.attempts} attempts" if self.attempts else "after retries"
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
         if expired:
             message = (
-                f"{head}: no answer within {self.deadline:g} s, retries included; check "
-                f"endpoint_url and the network (a slow link: raise {DEADLINE_ENV}), then run "
-                "again"
+                f"cannot {action} {where} {direction} {service}: no answer within "
+                f"{self.deadline:g} s, retries included; check endpoint_url and the network "
+                f"(a slow link: raise {DEADLINE_ENV}), then run again"
+            )
+        elif _unreachable(exc):
+            message = (
+                f"cannot reach {service} for {self.url} {tries} ({action} {key or '/'}: "
+                f"{reason}); check endpoint_url and the network, then run again"
+            )
+        elif isinstance(exc, PermissionError):
+            message = (
+                f"cannot {action} {where} {direction} {service}: access denied ({reason}); "
+                "check the credentials and the bucket's permissions"
             )
         else:
-            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-            if len(reason) > 300:
-                reason = reason[:297] + "..."
-            if isinstance(exc, PermissionError):
-                message = f"{head}: access denied ({reason}); check the credentials and the "
-                message += "bucket's permissions"
-            else:
-                tries = f"after {self.attempts} attempts" if self.attempts else "after retries"
-                message = (
-                    f"{head} {tries} ({reason}); check endpoint_url, the network and the "
-                    "object store's status, then run again"
-                )
+            message = (
+                f"cannot {action} {where} {direction} {service} {tries} ({reason}); check "
+                "endpoint_url, the network and the object store's status, then run again"
+            )
         fs_options = getattr(getattr(self._store, "fs", None), "storage_options", None)
         for secret in sorted(set(_secrets(fs_options)), key=len, reverse=True):
             message = message.replace(secret, "***")
@@ -250,6 +282,13 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
             async with scope:
                 return await operation()
         except Exception as exc:
+            if _closing(exc):
+                # Python is closing this abandoned coroutine (zarr gathers reads and leaves the
+                # rest running when one fails; at exit they are garbage collected), and
+                # aiobotocore fails to unwind in that foreign context: finish quietly instead
+                # of printing "Exception ignored in: <coroutine ...>" tracebacks after the
+                # error line.
+                raise GeneratorExit from None
             expired = isinstance(exc, TimeoutError) and scope.expired()
             if not expired and not _is_storage_failure(exc):
                 raise
