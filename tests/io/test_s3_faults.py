@@ -270,6 +270,8 @@ def test_cli_unreachable_endpoint_is_one_error_line(s3: S3) -> None:
 PERMANENT: dict[str, dict[str, Any]] = {
     # name: FaultProxy.fail arguments for every matching request, from the start of the fit
     "chunk-reads-500": dict(status=500, method="GET", path=CHUNK),
+    # The listing that finds absent chunks: failing, it must not report every chunk absent.
+    "listing-500": dict(status=500, method="GET", path=LIST),
     "results-writes-500": dict(status=500, method="PUT", path=r"/results-"),
     "everything-resets": dict(action="reset"),
 }
