@@ -224,6 +224,13 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
         self.endpoint = endpoint
         self.attempts = attempts
         self.deadline = deadline
+        self._running: dict[asyncio.Task[Any], None] = {}
+        self._stopped: dict[asyncio.Task[Any], StorageError] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_running"], state["_stopped"] = {}, {}  # tasks of this process's event loop
+        return state
 
     def _with_store(self, store: zarr.abc.store.Store) -> RemoteStore:
         return type(self)(
@@ -246,7 +253,9 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
         where = f"{self.url.rstrip('/')}/{key}" if key else self.url
         service = f"the object store at {self.endpoint}" if self.endpoint else "the object store"
         direction = {"write": "to", "delete": "in", "list": "in"}.get(action, "from")
-        tries = f"after {self.attempts} attempts" if self.attempts else "after retries"
+        tries = "after retrying with backoff" + (
+            f" ({self.attempts} attempts per request)" if self.attempts else ""
+        )
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         if len(reason) > 300:
             reason = reason[:297] + "..."
@@ -276,11 +285,35 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
             message = message.replace(secret, "***")
         return StorageError(message)
 
+    def _stop_others(self, current: asyncio.Task[Any] | None, failure: StorageError) -> None:
+        """End the operations running beside a failed one at once, with the same error.
+
+        The run has failed; left alone, their retries would go on behind the error line for
+        up to a minute, and at exit Python would report them ("Task was destroyed but it is
+        pending!"). Operations started later are not affected (marking the run failed).
+        """
+        loop = asyncio.get_running_loop()
+        for task in list(self._running):
+            if task is current or task.done() or task in self._stopped:
+                continue
+            if task.get_loop() is loop:
+                self._stopped[task] = failure
+                task.cancel()
+
     async def _call(self, action: str, key: str, operation: Callable[[], Awaitable[T]]) -> T:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running[task] = None
         scope = asyncio.timeout(self.deadline)
         try:
             async with scope:
                 return await operation()
+        except asyncio.CancelledError:
+            failure = self._stopped.pop(task, None) if task is not None else None
+            if task is None or failure is None:
+                raise  # cancelled by someone else: let it through
+            task.uncancel()
+            raise StorageError(str(failure)) from None
         except Exception as exc:
             if _closing(exc):
                 # Python is closing this abandoned coroutine (zarr gathers reads and leaves the
@@ -292,7 +325,12 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
             expired = isinstance(exc, TimeoutError) and scope.expired()
             if not expired and not _is_storage_failure(exc):
                 raise
-            raise self._failure(action, key, exc, expired=expired) from exc
+            failure = self._failure(action, key, exc, expired=expired)
+            self._stop_others(task, failure)
+            raise failure from exc
+        finally:
+            if task is not None:
+                self._running.pop(task, None)
 
     async def _iterate(
         self, action: str, key: str, items: AsyncIterator[str]

@@ -216,7 +216,7 @@ def test_a_failing_chunk_read_is_an_error_never_the_fill_value(s3: S3) -> None:
     message = str(info.value)
     assert "s3://bucket/ds.zarr/modalities/image/c/2/0" in message
     assert s3.options["endpoint_url"] in message
-    assert f"after {S3_ATTEMPTS} attempts" in message
+    assert f"after retrying with backoff ({S3_ATTEMPTS} attempts per request)" in message
     assert "\n" not in message
     assert s3.proxy.injected["status"] == S3_ATTEMPTS  # botocore's attempts, then given up
     assert took < PERMANENT_BOUND
@@ -240,7 +240,8 @@ def test_unreachable_endpoint_is_one_storage_error(s3: S3) -> None:
     message = str(info.value)
     # zarr asks for zarr.json and the v2 metadata keys at once: any of them may fail first.
     head = f"cannot reach the object store at {endpoint} for s3://bucket/ds.zarr "
-    assert re.match(head + rf"after {S3_ATTEMPTS} attempts \(read [.a-z]+: ", message), message
+    tries = rf"after retrying with backoff \({S3_ATTEMPTS} attempts per request\)"
+    assert re.match(head + tries + r" \(read [.a-z]+: ", message), message
     assert message.endswith("; check endpoint_url and the network, then run again")
     assert secret not in message
     assert "AKIAFAKEKEY0000" not in message
@@ -292,6 +293,11 @@ def test_permanent_failure_ends_clearly_and_no_run_is_complete(s3: S3, case: str
             results_storage_options=s3.options,
         )
     took = time.monotonic() - start
+    # The requests running beside the failed one were stopped with it: none goes on retrying
+    # behind the error.
+    sent = s3.proxy.requests["total"]
+    time.sleep(1.5)
+    assert s3.proxy.requests["total"] == sent
     message = str(info.value)
     assert re.search(r"s3://bucket/(ds|results-permanent-[a-z0-9-]+)\.zarr", message), message
     assert s3.options["endpoint_url"] in message
