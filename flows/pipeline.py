@@ -71,7 +71,7 @@ def _retrying(retries: int, backoff_factor: float) -> dict[str, Any]:
     )
 
 
-STORAGE = _retrying(3, 2)
+STORAGE = _retrying(2, 2)  # a permanent storage failure takes up to 120 s a try
 # A pass whose cluster was lost (ClusterError) is tried again: a restarted scheduler or new
 # workers take the same graph. Bad input and bugs fail at once.
 COMPUTE = _retrying(2, 5)

@@ -72,3 +72,13 @@ def test_debug_shows_the_traceback(tmp_path: Path, flag: list[str], env: str) ->
     assert done.returncode == 1
     assert "Traceback (most recent call last)" in done.stderr
     assert "StoreNotFoundError" in done.stderr
+
+
+def test_unknown_storage_option_exits_2() -> None:
+    # No server is contacted: the client library refuses the option when it starts.
+    result = CliRunner().invoke(
+        app,
+        ["inspect", "s3://bucket/x.zarr", "-S", "bogus=1", "-S", "endpoint_url=http://127.0.0.1:9"],
+    )
+    line = one_error_line(result, 2)
+    assert "storage option 'bogus' is not accepted" in line

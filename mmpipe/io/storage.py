@@ -283,7 +283,10 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
         fs_options = getattr(getattr(self._store, "fs", None), "storage_options", None)
         for secret in sorted(set(_secrets(fs_options)), key=len, reverse=True):
             message = message.replace(secret, "***")
-        return StorageError(message)
+        error = StorageError(message)
+        if isinstance(exc, PermissionError):
+            error.transient = False  # the same credentials are refused again on a retry
+        return error
 
     def _stop_others(self, current: asyncio.Task[Any] | None, failure: StorageError) -> None:
         """End the operations running beside a failed one at once, with the same error.
@@ -322,6 +325,13 @@ class RemoteStore(zarr.storage.WrapperStore[zarr.abc.store.Store]):
                 # of printing "Exception ignored in: <coroutine ...>" tracebacks after the
                 # error line.
                 raise GeneratorExit from None
+            if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
+                # The client library refused a storage option (a typo in -S KEY=VALUE).
+                option = str(exc).rsplit("argument", 1)[-1].strip()
+                raise ConfigError(
+                    f"storage option {option} is not accepted for {self.url} ({exc}); check "
+                    "the names given with -S / storage_options"
+                ) from None
             expired = isinstance(exc, TimeoutError) and scope.expired()
             if not expired and not _is_storage_failure(exc):
                 raise
