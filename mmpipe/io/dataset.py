@@ -10,13 +10,21 @@
 :class:`Dataset`: the store's arrays, the row blocks every pass uses, and row-aligned Dask
 views built on first use. Problems in the values (NaN/inf, zero variance) are found during the
 statistics pass.
+
+Every array is read through :func:`mmpipe.io.integrity.guard`: a chunk absent from the store
+or truncated is a :class:`~mmpipe.errors.DatasetError` naming the array and its rows, never the
+fill value; :meth:`Dataset.check_chunks` finds absent chunks before any computation by listing
+the store.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -24,13 +32,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 import zarr.abc.store
+import zarr.errors
+from zarr.core.array_spec import ArrayConfigParams
 
-from mmpipe.errors import DatasetError
+from mmpipe.errors import DatasetError, DataValueError, MmpipeError
+from mmpipe.io.integrity import check_chunks, guard, read_rows
 from mmpipe.io.reduction import Reduction
 from mmpipe.io.storage import (
     MODALITY_COMPRESSORS,
     StorageOptions,
     describe_location,
+    make_store,
     open_group,
 )
 
@@ -44,6 +56,9 @@ MASKS = "masks"
 # Dask row blocks are grown to about this many bytes (as float64, all modalities side by side)
 # so that per-task overhead stays small next to the arithmetic.
 TARGET_BLOCK_BYTES = 64 * 2**20
+WRITE_EVERY_CHUNK: ArrayConfigParams = {"write_empty_chunks": True}
+"""Array config of every array mmpipe writes: a chunk equal to the fill value is written too,
+so that an absent chunk always means a lost one (docs/dataset.md)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,14 +73,14 @@ class StoreArrays:
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) of modality ``name``: in the store's dtype, or as float64
         sketch coordinates for a reduced modality."""
-        values = np.asarray(self.modalities[name][start:stop])
+        values = read_rows(self.modalities[name], f"{MODALITIES}/{name}", start, stop)
         return self.reductions[name].apply(values) if name in self.reductions else values
 
     def read_mask(self, name: str, start: int, stop: int) -> np.ndarray | None:
         """Rows [start, stop) of the mask of ``name`` (None if it has none)."""
         if name not in self.masks:
             return None
-        return np.asarray(self.masks[name][start:stop], dtype=bool)
+        return np.asarray(read_rows(self.masks[name], f"{MASKS}/{name}", start, stop), dtype=bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +176,38 @@ class Dataset:
 
     def read_labels(self) -> np.ndarray | None:
         """The labels in memory, read straight from the store (None without labels)."""
-        return None if self.label_array is None else np.asarray(self.label_array[:])
+        if self.label_array is None:
+            return None
+        return read_rows(self.label_array, LABELS, 0, self.n_rows)
+
+    def read_ids(self) -> np.ndarray | None:
+        """The ids in memory, read straight from the store (None without ids)."""
+        return None if self.id_array is None else read_rows(self.id_array, IDS, 0, self.n_rows)
+
+    def stored_arrays(self, names: Sequence[str] | None = None) -> dict[str, zarr.Array]:
+        """path -> store array of every array a fit of ``names`` reads (default: all of them):
+        those modalities, their masks, the labels and the ids."""
+        names = self.names if names is None else list(names)
+        out = {f"{MODALITIES}/{n}": self.arrays.modalities[n] for n in names}
+        out |= {f"{MASKS}/{n}": self.arrays.masks[n] for n in names if n in self.arrays.masks}
+        if self.label_array is not None:
+            out[LABELS] = self.label_array
+        if self.id_array is not None:
+            out[IDS] = self.id_array
+        return out
+
+    def check_chunks(self, names: Sequence[str] | None = None) -> None:
+        """Raise DatasetError naming the first array that lacks a chunk (one listing of the
+        store per array; see :mod:`mmpipe.io.integrity`)."""
+        check_chunks(self.stored_arrays(names))
+
+    def check_ids(self) -> None:
+        """Raise DataValueError naming the first duplicated ids and their rows."""
+        ids = self.read_ids()
+        if ids is not None:
+            message = duplicate_ids(ids)
+            if message:
+                raise DataValueError(message)
 
     def reduced(self, reductions: Mapping[str, Reduction]) -> Dataset:
         """The same dataset with some modalities seen through their sketch coordinates:
@@ -218,13 +264,30 @@ def open_dataset(
     of about 64 MiB. Each block's task reads its own rows, so a store chunk cut by a block
     boundary is read (and decompressed) by both blocks: give a multiple of the store's row
     chunk to read every chunk once. Raises :class:`~mmpipe.errors.DatasetError` naming the
-    array at fault.
+    array at fault, or the metadata file (``zarr.json``) that cannot be parsed.
     """
+    if isinstance(url, Dataset):
+        return url if chunk_rows is None else url.rechunk(chunk_rows)
+    try:
+        return _open_dataset(url, storage_options=storage_options, chunk_rows=chunk_rows)
+    except MmpipeError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # zarr parsing a damaged zarr.json
+        raise _metadata_error(url, storage_options, exc) from exc
+
+
+def _open_dataset(
+    url: str | os.PathLike[str] | Dataset | zarr.abc.store.Store,
+    *,
+    storage_options: StorageOptions | None = None,
+    chunk_rows: int | None = None,
+) -> Dataset:
+    """:func:`open_dataset` without the diagnosis of damaged metadata."""
     if isinstance(url, Dataset):
         return url if chunk_rows is None else url.rechunk(chunk_rows)
     text = describe_location(url)
     group = open_group(url, mode="r", storage_options=storage_options)
-    members = dict(group.members())
+    members = dict(_members(group))
 
     if MODALITIES not in members or not isinstance(members[MODALITIES], zarr.Group):
         raise DatasetError(
@@ -234,7 +297,7 @@ def open_dataset(
     raw: dict[str, zarr.Array] = {}
     modality_group = members[MODALITIES]
     assert isinstance(modality_group, zarr.Group)
-    for name, node in sorted(modality_group.members()):
+    for name, node in _members(modality_group):
         path = f"{MODALITIES}/{name}"
         if not isinstance(node, zarr.Array):
             raise DatasetError(f"{path!r} is a group; each modality must be a 2-D array.")
@@ -288,7 +351,7 @@ def open_dataset(
         mask_group = members[MASKS]
         if not isinstance(mask_group, zarr.Group):
             raise DatasetError(f"{MASKS!r} in {text!r} must be a group of 1-D bool arrays.")
-        for name, node in sorted(mask_group.members()):
+        for name, node in _members(mask_group):
             path = f"{MASKS}/{name}"
             if name not in raw:
                 raise DatasetError(
@@ -311,12 +374,143 @@ def open_dataset(
     rows = _regular_chunks(n, chunk_rows or _default_row_chunk(store_rows, width, n))
     return Dataset(
         url=text,
-        arrays=StoreArrays(dict(raw), dict(masks)),
+        arrays=StoreArrays(
+            {name: guard(arr, f"{MODALITIES}/{name}") for name, arr in raw.items()},
+            {name: guard(arr, f"{MASKS}/{name}") for name, arr in masks.items()},
+        ),
         row_chunks=rows,
-        label_array=labels,
-        id_array=ids,
+        label_array=None if labels is None else guard(labels, LABELS),
+        id_array=None if ids is None else guard(ids, IDS),
         storage_options=storage_options,
         attrs=dict(group.attrs),
+    )
+
+
+class _SkippedMember(ValueError):
+    """zarr skipped a member of a group because it could not parse its zarr.json."""
+
+
+def _members(group: zarr.Group) -> list[tuple[str, zarr.Array | zarr.Group]]:
+    """The members of ``group``, sorted by name; raises _SkippedMember where zarr would only
+    warn and leave out a member whose zarr.json it cannot parse (labels that vanish, a
+    modality that is silently not fitted)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", zarr.errors.ZarrUserWarning)
+        members = sorted(group.members())
+    for w in caught:
+        if issubclass(w.category, zarr.errors.ZarrUserWarning) and "not recognized" in str(
+            w.message
+        ):
+            raise _SkippedMember(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return members
+
+
+def _metadata_error(
+    url: str | os.PathLike[str] | zarr.abc.store.Store,
+    storage_options: StorageOptions | None,
+    exc: BaseException,
+) -> DatasetError:
+    """A DatasetError naming the ``zarr.json`` that zarr could not parse (``exc``)."""
+    text = describe_location(url)
+    where = f"The Zarr metadata of {text!r}"
+    try:
+        store = (
+            url
+            if isinstance(url, zarr.abc.store.Store)
+            else make_store(os.fspath(url), mode="r", storage_options=storage_options)
+        )
+        assert isinstance(store, zarr.abc.store.Store)
+        bad = _damaged_metadata(store)
+    except Exception:  # the diagnosis must never hide the error it explains
+        bad = None
+    if bad is not None:
+        key, problem = bad
+        where = f"{text.rstrip('/')}/{key}"
+        return DatasetError(
+            f"{where!r} cannot be read ({problem}): the metadata of "
+            f"{key.rsplit('/', 1)[0] if '/' in key else 'the dataset group'} is damaged; "
+            "restore the file from the source or rewrite the dataset."
+        )
+    return DatasetError(
+        f"{where} cannot be read ({type(exc).__name__}: {exc}): restore the damaged "
+        "zarr.json from the source or rewrite the dataset."
+    )
+
+
+def _damaged_metadata(store: zarr.abc.store.Store) -> tuple[str, str] | None:
+    """(key, problem) of the first zarr.json of the dataset's layout that does not parse."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.group import GroupMetadata
+    from zarr.core.metadata import ArrayV3Metadata
+    from zarr.core.sync import sync
+
+    async def children(prefix: str) -> list[str]:
+        return sorted([key async for key in store.list_dir(prefix)])
+
+    def problem(key: str) -> str | None:
+        buf = sync(store.get(key, prototype=default_buffer_prototype()))
+        if buf is None:
+            return None
+        try:
+            doc = json.loads(buf.to_bytes())
+        except (ValueError, UnicodeDecodeError) as err:
+            return f"not valid JSON: {err}"
+        try:
+            if doc.get("node_type") == "array":
+                ArrayV3Metadata.from_dict(doc)
+            else:
+                GroupMetadata.from_dict(doc)
+        except Exception as err:
+            return f"not valid Zarr v3 metadata: {type(err).__name__}: {err}"
+        return None
+
+    keys = ["zarr.json"]
+    for child in sync(children("")):
+        if child == "zarr.json":
+            continue
+        keys.append(f"{child}/zarr.json")
+        if child in (MODALITIES, MASKS):
+            keys += [
+                f"{child}/{name}/zarr.json" for name in sync(children(child)) if name != "zarr.json"
+            ]
+    for key in keys:
+        found = problem(key)
+        if found:
+            return key, found
+    return None
+
+
+def duplicate_ids(ids: np.ndarray) -> str | None:
+    """The message naming the first duplicated ids and their rows (None if all differ)."""
+    ids = np.asarray(ids)
+    if ids.size < 2:
+        return None
+    if ids.dtype.kind in "iuf" and bool(np.all(ids[1:] > ids[:-1])):
+        return None  # increasing ids, the usual case: no sort needed
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return None
+    repeated = np.zeros(ids.size, dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    rows = order[repeated]
+    groups: dict[object, list[int]] = {}
+    for row in np.sort(rows):
+        groups.setdefault(ids[row].item() if hasattr(ids[row], "item") else ids[row], []).append(
+            int(row)
+        )
+    shown = list(itertools.islice(groups.items(), 3))
+    listing = "; ".join(
+        f"{value!r} at rows {', '.join(map(str, where[:5]))}{', …' if len(where) > 5 else ''}"
+        for value, where in shown
+    )
+    more = f" ({len(groups)} ids in all)" if len(groups) > len(shown) else ""
+    return (
+        f"{IDS}: ids occur more than once, {listing}{more}: every row must have its own id; "
+        "drop the repeated rows or fix the ids."
     )
 
 
@@ -340,7 +534,9 @@ def write_dataset(
     attrs: Mapping[str, Any] | None = None,
     storage_options: StorageOptions | None = None,
 ) -> str:
-    """Write in-memory arrays as a dataset (for examples and tests); returns the URL."""
+    """Write in-memory arrays as a dataset (for examples and tests); returns the URL.
+
+    Every chunk is written, also one equal to the fill value (see ``WRITE_EVERY_CHUNK``)."""
     group = open_group(url, mode="w", storage_options=storage_options)
     if attrs:
         group.attrs.update(dict(attrs))
@@ -353,12 +549,17 @@ def write_dataset(
             chunks=(min(chunk_rows, arr.shape[0]), arr.shape[1]),
             dimension_names=["row", f"{name}_feature"],
             compressors=MODALITY_COMPRESSORS,
+            config=WRITE_EVERY_CHUNK,
         )
 
     def vector(parent: zarr.Group, name: str, values: np.ndarray) -> None:
         arr = np.asarray(values)
         parent.create_array(
-            name, data=arr, chunks=(min(chunk_rows, arr.shape[0]),), dimension_names=["row"]
+            name,
+            data=arr,
+            chunks=(min(chunk_rows, arr.shape[0]),),
+            dimension_names=["row"],
+            config=WRITE_EVERY_CHUNK,
         )
 
     if labels is not None:

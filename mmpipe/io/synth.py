@@ -24,7 +24,14 @@ import numpy as np
 import zarr
 
 from mmpipe.errors import bad_parameter
-from mmpipe.io.dataset import IDS, LABELS, MASKS, MODALITIES, _regular_chunks
+from mmpipe.io.dataset import (
+    IDS,
+    LABELS,
+    MASKS,
+    MODALITIES,
+    WRITE_EVERY_CHUNK,
+    _regular_chunks,
+)
 from mmpipe.io.storage import MODALITY_COMPRESSORS, StorageOptions, open_group
 
 GENERATION_BLOCK = 1024
@@ -225,6 +232,7 @@ def synthesize(
                 chunks=chunks,
                 dimension_names=dims,
                 compressors=compressors,
+                config=WRITE_EVERY_CHUNK,  # an absent chunk must always mean a lost one
             )
         )
         sources.append(arr)
