@@ -3,15 +3,24 @@
 A plan assigns every row to a group; each split names its training and validation groups.
 Assignments depend only on the row count, the labels and the seed, never on chunking or on
 the number of workers.
+
+Stratified by labels, a class needs a row in every validation group and in every training set:
+with fewer rows than the folds (or a hold-out fraction that leaves none of its rows on one
+side) :func:`kfold_plan` and :func:`holdout_plan` raise :class:`~mmpipe.errors.DataValueError`
+naming the class, or, with ``rare="note"`` (a fit that uses the labels only to balance its
+folds), spread the class as well as they can and record it in ``FoldPlan.rare_classes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
-from mmpipe.errors import bad_parameter
+from mmpipe.errors import DataValueError, bad_parameter
+
+Rare = Literal["raise", "note"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +39,9 @@ class FoldPlan:
     """Seed the assignment was drawn with."""
     stratified: bool
     """Whether rows were spread over groups class by class."""
+    rare_classes: dict[int, int] = field(default_factory=dict)
+    """class -> rows, for the classes too small to appear in every training and validation
+    set (only with ``rare="note"``; empty otherwise)."""
 
     @property
     def n_splits(self) -> int:
@@ -49,7 +61,27 @@ class FoldPlan:
             "seed": self.seed,
             "stratified": self.stratified,
             "group_sizes": np.bincount(self.assignment, minlength=self.n_groups).tolist(),
-        }
+        } | (
+            {
+                "rare_classes": {str(c): n for c, n in self.rare_classes.items()},
+                "rare_classes_note": "too few rows to appear in every training and validation "
+                "set; stratification spread them as well as it could",
+            }
+            if self.rare_classes
+            else {}
+        )
+
+
+def _listing(classes: dict[int, int]) -> str:
+    """'class 7 (3 rows) has' or 'classes 7 (3 rows), 9 (1 row) have' (at most five named)."""
+    named = ", ".join(f"{c} ({n} row{'s' if n != 1 else ''})" for c, n in list(classes.items())[:5])
+    more = f" and {len(classes) - 5} more" if len(classes) > 5 else ""
+    return f"class {named} has" if len(classes) == 1 else f"classes {named}{more} have"
+
+
+def _too_few(labels: np.ndarray, k: int) -> dict[int, int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {v.item(): int(c) for v, c in zip(values, counts, strict=True) if c < k}
 
 
 def _spread(n: int, labels: np.ndarray | None, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,22 +104,49 @@ def _spread(n: int, labels: np.ndarray | None, k: int, rng: np.random.Generator)
     return out
 
 
-def kfold_plan(n: int, k: int = 5, *, labels: np.ndarray | None = None, seed: int = 0) -> FoldPlan:
-    """K-fold plan over n rows, stratified by ``labels`` when given."""
+def kfold_plan(
+    n: int,
+    k: int = 5,
+    *,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+    rare: Rare = "raise",
+) -> FoldPlan:
+    """K-fold plan over n rows, stratified by ``labels`` when given.
+
+    A class with fewer than ``k`` rows raises DataValueError (``rare="raise"``) or is recorded
+    in ``rare_classes`` (``rare="note"``)."""
     if not isinstance(k, int | np.integer) or k < 2:
         raise bad_parameter("folds", "kfold_plan", "an int in the range [2, 127]", k)
     if k > 127:
         raise bad_parameter("folds", "kfold_plan", "an int in the range [2, 127]", k)
+    rare_classes = {} if labels is None else _too_few(labels, k)
+    if rare_classes and rare == "raise":
+        smallest = min(rare_classes.values())
+        fewer = f"use --folds {smallest} or fewer, or " if smallest >= 2 else ""
+        raise DataValueError(
+            f"labels: {_listing(rare_classes)} fewer rows than the {k} folds, so some "
+            "training or validation sets would hold none of it and its scores would mean "
+            f"nothing: {fewer}merge or drop {'the class' if len(rare_classes) == 1 else 'them'}."
+        )
     rng = np.random.default_rng(seed)
     assignment = _spread(n, labels, k, rng)
     splits = tuple((tuple(g for g in range(k) if g != f), (f,)) for f in range(k))
-    return FoldPlan("kfold", assignment, k, splits, seed, labels is not None)
+    return FoldPlan("kfold", assignment, k, splits, seed, labels is not None, rare_classes)
 
 
 def holdout_plan(
-    n: int, fraction: float, *, labels: np.ndarray | None = None, seed: int = 0
+    n: int,
+    fraction: float,
+    *,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+    rare: Rare = "raise",
 ) -> FoldPlan:
-    """One split: a ``fraction`` of the rows (of every class, when labels are given) validates."""
+    """One split: a ``fraction`` of the rows (of every class, when labels are given) validates.
+
+    A class whose rows all land on one side raises DataValueError (``rare="raise"``) or is
+    recorded in ``rare_classes`` (``rare="note"``)."""
     if not 0.0 < float(fraction) < 1.0:
         raise bad_parameter("holdout", "holdout_plan", "a float in the range (0, 1)", fraction)
     rng = np.random.default_rng(seed)
@@ -108,4 +167,19 @@ def holdout_plan(
             f"a fraction that leaves rows on both sides for n={n}",
             fraction,
         )
-    return FoldPlan("holdout", assignment, 2, (((1,), (0,)),), seed, labels is not None)
+    rare_classes: dict[int, int] = {}
+    if labels is not None:
+        for cls, rows in zip(np.unique(labels), groups, strict=True):
+            validating = int(np.count_nonzero(assignment[rows] == 0))
+            if validating in (0, rows.size):
+                rare_classes[cls.item()] = int(rows.size)
+    if rare_classes and rare == "raise":
+        raise DataValueError(
+            f"labels: {_listing(rare_classes)} too few rows for a hold-out of "
+            f"{fraction}: all of them land in training or all in validation, so its scores "
+            "would mean nothing: change --holdout, use K-fold, or merge or drop "
+            f"{'the class' if len(rare_classes) == 1 else 'them'}."
+        )
+    return FoldPlan(
+        "holdout", assignment, 2, (((1,), (0,)),), seed, labels is not None, rare_classes
+    )
