@@ -181,18 +181,16 @@ def dask_client(
 def connect(spec: ClusterSpec) -> Any:
     """A ``distributed.Client`` of the existing cluster ``spec`` names, reached within
     ``spec.connect_timeout`` seconds, and watched with ``spec.scheduler_timeout``."""
-    from distributed import Client
-
+    deadline = time.monotonic() + spec.connect_timeout
     if spec.address:
-        kwargs: dict[str, Any] = {"address": spec.address}
-        where = spec.address
+        address = where = spec.address
     else:
-        kwargs = {"scheduler_file": spec.scheduler_file}
-        where = (
-            f"{_scheduler_file_address(spec.scheduler_file)} (scheduler file {spec.scheduler_file})"
-        )
+        # distributed waits for a missing scheduler file forever: read it here, giving a
+        # scheduler that is starting the same time to write it.
+        address = _scheduler_file_address(str(spec.scheduler_file), deadline)
+        where = f"{address} (from scheduler file {spec.scheduler_file})"
     try:
-        client = Client(**kwargs, timeout=spec.connect_timeout, set_as_default=False)
+        client = _client_by(address, deadline)
     except (OSError, TimeoutError) as error:
         raise ClusterError(
             f"cannot reach the Dask scheduler at {where} within {spec.connect_timeout:g} s: "
@@ -200,19 +198,72 @@ def connect(spec: ClusterSpec) -> Any:
         ) from error
     except ValueError as error:  # distributed's own words name the bad address
         raise ClusterError(f"bad Dask scheduler address {where}: {error}") from error
+    except Exception as error:  # e.g. MemoryError: the peer's bytes read as a huge frame
+        raise ClusterError(
+            f"cannot talk to a Dask scheduler at {where} ({type(error).__name__}: {error}): "
+            "check that the address is a Dask scheduler's"
+        ) from error
     watch(client, spec.scheduler_timeout)
     return client
 
 
-def _scheduler_file_address(path: str | None) -> str:
-    """The address a scheduler file holds, or a placeholder if it cannot be read."""
+def _client_by(address: str, deadline: float) -> Any:
+    """``Client(address)``, given up at ``deadline`` (TimeoutError) whatever the peer does.
+
+    distributed bounds the TCP connection by its ``timeout``, but not its handshake: a peer
+    that accepts and never answers like a scheduler (another service on that port, a
+    frozen scheduler) held a client 56 s here, until the peer closed. So the client is made
+    in a thread and waited for; one that arrives after the deadline is closed, unused.
+    """
+    import threading
+
+    from distributed import Client
+
+    made: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def make() -> None:
+        try:
+            left = max(deadline - time.monotonic(), 0.1)
+            client = Client(address, timeout=left, set_as_default=False)
+        except BaseException as error:  # handed to the caller
+            made["error"] = error
+            return
+        with lock:
+            if made.get("abandoned"):
+                with suppress(Exception):
+                    client.close(timeout=5)
+            else:
+                made["client"] = client
+
+    thread = threading.Thread(target=make, name="mmpipe-connect", daemon=True)
+    thread.start()
+    thread.join(max(deadline - time.monotonic(), 0) + 2.0)
+    with lock:
+        if "client" in made:
+            return made["client"]
+        if "error" in made:
+            raise made["error"]
+        made["abandoned"] = True
+    raise TimeoutError(f"no answer from a Dask scheduler at {address}")
+
+
+def _scheduler_file_address(path: str, deadline: float) -> str:
+    """The address in scheduler file ``path``, waiting for it until ``deadline``."""
     import json
 
-    try:
-        with open(str(path)) as f:
-            return str(json.load(f)["address"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return "(unreadable)"
+    while True:
+        try:
+            with open(path) as f:
+                return str(json.load(f)["address"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            if time.monotonic() >= deadline:
+                raise ClusterError(
+                    f"cannot read the Dask scheduler's address from scheduler file {path} "
+                    f"({type(error).__name__}: {error}): check the path and that the scheduler "
+                    "runs"
+                ) from error
+            time.sleep(0.1)
 
 
 def start_local_cluster(spec: ClusterSpec | None = None) -> Any:

@@ -3,6 +3,10 @@ task's own errors pass through the watch unchanged."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,3 +68,47 @@ def test_a_closed_client_is_a_cluster_error(local_client: Any) -> None:
         client.close()
         with pytest.raises(ClusterError, match="is closed"):
             compute_on(delayed(sum)([1, 2]), client)
+
+
+def _connect(spec: ClusterSpec, limit: float) -> tuple[BaseException | None, float]:
+    """Connect (in a thread, so that a hang fails the test instead of blocking it); the error
+    and how long it took."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            with dask_client(spec):
+                pass
+        except BaseException as error:  # handed to the test
+            out["error"] = error
+        out["took"] = time.monotonic() - start
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"still connecting after {limit} s"
+    return out.get("error"), out["took"]
+
+
+def test_a_missing_scheduler_file_fails_in_bounded_time(tmp_path: Path) -> None:
+    # distributed alone waits for the file forever.
+    spec = ClusterSpec(scheduler_file=str(tmp_path / "none.json"), connect_timeout=1)
+    error, took = _connect(spec, 30)
+    assert isinstance(error, ClusterError)
+    assert "cannot read the Dask scheduler's address from scheduler file" in str(error)
+    assert took < 1 + 10
+
+
+def test_a_peer_that_never_answers_fails_in_bounded_time() -> None:
+    # The kernel completes the TCP handshake for a listening socket's backlog: the client is
+    # connected, then waits for a scheduler's answer that never comes (as from a frozen one).
+    # distributed alone waits forever.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        error, took = _connect(ClusterSpec(address=address, connect_timeout=1), 30)
+    assert isinstance(error, ClusterError)
+    assert f"cannot reach the Dask scheduler at {address} within 1 s" in str(error)
+    assert took < 1 + 10
