@@ -211,9 +211,10 @@ def _client_by(address: str, deadline: float) -> Any:
     """``Client(address)``, given up at ``deadline`` (TimeoutError) whatever the peer does.
 
     distributed bounds the TCP connection by its ``timeout``, but not its handshake: a peer
-    that accepts and never answers like a scheduler (another service on that port, a
-    frozen scheduler) held a client 56 s here, until the peer closed. So the client is made
-    in a thread and waited for; one that arrives after the deadline is closed, unused.
+    that accepts and never answers like a scheduler held ``Client(timeout=2)`` until the peer
+    closed (98 s against an http.server, for ever against a silent socket or a frozen
+    scheduler). So the client is made in a thread and waited for; one that arrives after the
+    deadline is closed, unused.
     """
     import threading
 
