@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,13 +35,16 @@ from mmpipe.crossmodal import (
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
+from mmpipe.io.locations import check_results_location
 from mmpipe.io.reduction import Reduction
+from mmpipe.io.results import check_writable, new_run_id, run_writer
 from mmpipe.io.storage import StorageOptions
 from mmpipe.models.logistic import LogisticFit, fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.nonlinear import RandomFeatureResult, fit_random_features
+from mmpipe.signals import stop_signals_raise
 from mmpipe.stats.blocked import PRECISIONS, PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 from mmpipe.stats.held import hold_scores
@@ -337,11 +339,14 @@ def _components_for(config: FitConfig, name: str, width: int) -> int | float | N
 
 def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> FoldPlan:
     """The fold plan, stratified by ``labels`` when the dataset has them."""
+    # A class too small for the folds is an error when a task learns the labels; when they
+    # only balance the folds, the plan records it (plan.rare_classes, in the results).
+    rare: Literal["raise", "note"] = "raise" if config.classify or config.transfer else "note"
     if config.holdout is not None:
-        plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed)
+        plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed, rare=rare)
     else:
         check_folds(ds, config.folds)
-        plan = kfold_plan(ds.n_rows, config.folds, labels=labels, seed=config.seed)
+        plan = kfold_plan(ds.n_rows, config.folds, labels=labels, seed=config.seed, rare=rare)
     return plan
 
 
@@ -537,6 +542,8 @@ def fit_config(
         timings[step] = round(now - clock, 4)
         clock = now
 
+    if out is not None:
+        check_output(dataset, out, storage_options, results_storage_options)
     prepared = prepare(
         dataset,
         config,
@@ -546,30 +553,58 @@ def fit_config(
         results_storage_options=results_storage_options,
         client=client,
     )
-    lap("prepare")
-    if wide_modalities(prepared):
-        prepared = sketch_pass(prepared, client=client)
-        lap("sketch_pass")
-    stats = statistics_pass(prepared, client=client)
-    lap("statistics_pass")
-    models = fit_models(prepared, stats, client=client)
-    lap("models")
-    pairs = evaluate(prepared, stats, models)
-    lap("evaluate")
-    tasks = cross_modal(prepared, stats, models, pairs, client=client)
-    if config.scoring:
-        lap("scoring_pass")
-    nonlinear = random_feature_maps(prepared, models, client=client)
-    if config.random_features:
-        lap("random_features_pass")
-    result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
-    if out is None:
-        return result
-    from mmpipe.io.results import write_run
+    # From here on the run exists in the results store (status "running", proven writable);
+    # an error or SIGTERM/SIGINT marks it failed, only the last write marks it complete.
+    with (
+        stop_signals_raise(),
+        run_writer(
+            out,
+            dataset=prepared.dataset.url,
+            config=config.to_json(),
+            storage_options=results_storage_options,
+        ) as writer,
+    ):
+        lap("prepare")
+        if wide_modalities(prepared):
+            prepared = sketch_pass(prepared, client=client)
+            lap("sketch_pass")
+        stats = statistics_pass(prepared, client=client)
+        lap("statistics_pass")
+        models = fit_models(prepared, stats, client=client)
+        lap("models")
+        pairs = evaluate(prepared, stats, models)
+        lap("evaluate")
+        tasks = cross_modal(prepared, stats, models, pairs, client=client)
+        if config.scoring:
+            lap("scoring_pass")
+        nonlinear = random_feature_maps(prepared, models, client=client)
+        if config.random_features:
+            lap("random_features_pass")
+        result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
+        if writer is None:
+            return result
+        written = writer.complete(result)
+        lap("write")
+        return written
 
-    written = write_run(result, out, storage_options=results_storage_options)
-    lap("write")
-    return written
+
+def check_output(
+    dataset: str | os.PathLike[str] | Dataset | object,
+    out: str | os.PathLike[str],
+    storage_options: StorageOptions | None = None,
+    results_storage_options: StorageOptions | None = None,
+) -> None:
+    """Refuse, before anything is read or computed, a results location that is the input,
+    lies inside it or contains it, or that cannot hold results (a dataset, a file...)."""
+    source = dataset.url if isinstance(dataset, Dataset) else dataset
+    if isinstance(source, str | os.PathLike):
+        check_results_location(
+            out,
+            source,
+            storage_options=storage_options,
+            results_storage_options=results_storage_options,
+        )
+    check_writable(out, storage_options=results_storage_options)
 
 
 @dataclass(frozen=True, eq=False)
@@ -615,12 +650,16 @@ def prepare(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
     pair_list = check_config(ds, config)
+    used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
+    names = [n for n in ds.names if n in used]
+    # Before anything is computed or written: every chunk the fit reads is in the store (one
+    # listing per array) and the ids are unique.
+    ds.check_chunks(names)
+    ds.check_ids()
     if out is not None:
         from mmpipe.io.results import check_writable
 
         check_writable(out, storage_options=results_storage_options)
-    used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
-    names = [n for n in ds.names if n in used]
     labels = ds.read_labels()
     if plan is None:
         plan = make_plan(ds, config, labels)
@@ -675,6 +714,15 @@ def statistics_pass(prepared: Prepared, *, client: object | None = None) -> Pass
             f"NaN or infinite values in {ds.url!r} ({listing}): fix or impute them, or mark "
             "those rows missing with masks/<name> = False."
         )
+    for name in prepared.names:
+        # A constant modality would be predicted perfectly (R² = 1) from anything.
+        moments = stats.moments([name])
+        if moments.n and not np.any(moments.variance(ddof=0) > 0.0):
+            raise DataValueError(
+                f"modalities/{name}: every column is constant over the {moments.n} rows where "
+                "it is present: nothing to learn from it; drop it from the pairs (--pair) or "
+                "fix the data."
+            )
     return stats
 
 
@@ -973,11 +1021,6 @@ def random_feature_maps(
         seed=config.seed,
         client=client,
     )
-
-
-def new_run_id() -> str:
-    """Sortable by time, unique across concurrent runs."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
 def assemble(

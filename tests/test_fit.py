@@ -196,7 +196,13 @@ def test_nonfinite_values_stop_the_run(tmp_path: Path) -> None:
     url = write_dataset(tmp_path / "d.zarr", {"a": x, "b": np.ones((30, 2))})
     with pytest.raises(DataValueError, match="modalities/a: 2"):
         mmpipe.fit(url, folds=3, out=tmp_path / "r.zarr")
-    assert not (tmp_path / "r.zarr").exists()  # nothing written
+    # The run existed from the start (status running); it ends failed, with the reason, and
+    # nothing of it looks complete.
+    (run,) = mmpipe.list_runs(tmp_path / "r.zarr")
+    assert run["status"] == "failed"
+    assert "modalities/a: 2" in run["error"]
+    with pytest.raises(mmpipe.MmpipeError, match="No complete run"):
+        mmpipe.read_run(tmp_path / "r.zarr")
 
 
 def test_zero_variance_columns_reported_and_scaled_by_one(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from zarr.core.array_spec import ArrayConfigParams
 
 from mmpipe.errors import DatasetError, DataValueError, MmpipeError
 from mmpipe.io.integrity import check_chunks, guard, read_rows
+from mmpipe.io.locations import is_results_attrs
 from mmpipe.io.reduction import Reduction
 from mmpipe.io.storage import (
     MODALITY_COMPRESSORS,
@@ -287,6 +288,11 @@ def _open_dataset(
         return url if chunk_rows is None else url.rechunk(chunk_rows)
     text = describe_location(url)
     group = open_group(url, mode="r", storage_options=storage_options)
+    if is_results_attrs(dict(group.attrs)):
+        raise DatasetError(
+            f"{text!r} is an mmpipe results store, not a dataset: give the dataset's path "
+            "(the group holding modalities/)."
+        )
     members = dict(_members(group))
 
     if MODALITIES not in members or not isinstance(members[MODALITIES], zarr.Group):
