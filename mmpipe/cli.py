@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
+from mmpipe.cluster import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SCHEDULER_TIMEOUT
 from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.signals import stop_signals_raise
 
 app = typer.Typer(
     name="mmpipe",
@@ -26,16 +30,63 @@ app.add_typer(example_app, name="example")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+DEBUG_ENV = "MMPIPE_DEBUG"
+_debug = False
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error (also MMPIPE_DEBUG=1)."),
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def debugging() -> bool:
+    return _debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+
+
+def failure_line(exc: BaseException) -> tuple[int, str]:
+    """What the CLI says about an error: its exit code and one line.
+
+    mmpipe's own errors carry their code (2 bad input, 1 environment). Anything else is an
+    environment failure (OSError, ConnectionError, TimeoutError) or a bug, both exit 1."""
+    if isinstance(exc, MmpipeError):
+        code, text = exc.exit_code, str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        code, text = 130, "interrupted (SIGINT)"
+    elif isinstance(exc, OSError | ConnectionError | TimeoutError):
+        code, text = 1, f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
+    else:
+        code, text = (
+            1,
+            (
+                f"unexpected {type(exc).__name__}: {exc} — a bug in mmpipe; rerun with --debug "
+                "for the traceback and report it"
+            ),
+        )
+    return code, " ".join(text.split())
+
+
 def handled(fn: F) -> F:
-    """Turn mmpipe's own errors into exit code 2 with the message, no traceback."""
+    """Every error ends as one ``error: …`` line on stderr and an exit code (2 bad input,
+    1 environment or bug); the traceback only with --debug or MMPIPE_DEBUG=1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MmpipeError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except BaseException as exc:
+            if debugging() or isinstance(exc, SystemExit):
+                raise
+            code, line = failure_line(exc)
+            typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -208,11 +259,14 @@ def validate(
     folds: Annotated[int, typer.Option(help="Check there are enough rows for K folds.")] = 5,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Check a dataset against the contract (metadata only); exit 2 with the problem if not."""
+    """Check a dataset against the contract (metadata, a listing of the stored chunks, the
+    ids); exit 2 with the problem if not."""
     from mmpipe.io.dataset import check_folds, open_dataset
 
     ds = open_dataset(store, storage_options=parse_options(storage_option))
     check_folds(ds, folds)
+    ds.check_chunks()
+    ds.check_ids()
     typer.echo(f"ok: {ds.n_rows} rows, modalities {ds.widths}")
 
 
@@ -294,6 +348,17 @@ def fit(
         str | None, typer.Option(help="Scheduler address of an existing Dask cluster.")
     ] = None,
     scheduler_file: Annotated[str | None, typer.Option(help="Scheduler file of a cluster.")] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to reach the scheduler of --address/--scheduler-file."),
+    ] = DEFAULT_CONNECT_TIMEOUT,
+    scheduler_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a pass waits on a scheduler that stopped answering, or has no "
+            "worker, before the run fails."
+        ),
+    ] = DEFAULT_SCHEDULER_TIMEOUT,
     in_process: Annotated[
         bool | None,
         typer.Option(
@@ -386,6 +451,8 @@ def fit(
         workers=workers,
         threads_per_worker=threads,
         in_process=in_process,
+        connect_timeout=connect_timeout,
+        scheduler_timeout=scheduler_timeout,
     )
     # Check the input (and learn its size) before paying for a cluster.
     size = mmpipe.open_dataset(store, storage_options=options).nbytes
@@ -550,9 +617,10 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from flows.pipeline import mmpipe_fit
+    from flows.pipeline import run_flow
 
-    summary = mmpipe_fit(config)
+    with stop_signals_raise():
+        summary = run_flow(config, tracebacks=debugging())
     if as_json:
         _print_json(summary)
     else:
@@ -567,13 +635,39 @@ def run(
 @handled
 def runs(
     results: Annotated[str, typer.Argument(help="Results store path or URL.")],
+    clean: Annotated[
+        bool,
+        typer.Option("--clean", help="Delete the failed and abandoned runs (keeps live ones)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """List the runs in a results store with their status."""
-    from mmpipe.io.results import list_runs
+    """List the runs in a results store: complete, running, failed, or abandoned (its process
+    is gone or its heartbeat stopped)."""
+    from mmpipe.io.results import clean_runs, list_runs
 
-    for run in list_runs(results, storage_options=parse_options(storage_option)):
-        typer.echo(f"{run['run_id']}  {run['status']}")
+    options = parse_options(storage_option)
+    if clean:
+        removed = clean_runs(results, storage_options=options)
+        typer.echo(f"removed {len(removed)} incomplete run{'s' * (len(removed) != 1)}")
+        for run_id in removed:
+            typer.echo(f"  {run_id}")
+        return
+    listing = list_runs(results, storage_options=options)
+    if as_json:
+        _print_json(listing)
+        return
+    if not listing:
+        typer.echo(f"no runs in {results}")
+        return
+    for run in listing:
+        owner = run["owner"] or {}
+        where = f"{owner.get('host', '?')}:{owner.get('pid', '?')}" if owner else "-"
+        when = run["finished"] or run["heartbeat"] or run["started"] or "-"
+        line = f"{run['run_id']}  {run['status']:<9}  {when}  {where}"
+        if run["error"]:
+            line += f"  {' '.join(str(run['error']).split())[:120]}"
+        typer.echo(line)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mmpipe.cluster import ClusterSpec
+from mmpipe.cluster import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SCHEDULER_TIMEOUT, ClusterSpec
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError
 from mmpipe.io.secrets import literal_secrets
@@ -53,6 +53,15 @@ class ClusterConfig(BaseModel):
         description="Threads in the flow's process instead of a cluster (null: only for inputs "
         "under 256 MiB when no address, scheduler file or worker count is given).",
     )
+    connect_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        description="Seconds to reach an existing cluster's scheduler before the run fails.",
+    )
+    scheduler_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        DEFAULT_SCHEDULER_TIMEOUT,
+        description="Seconds a pass waits on a scheduler that stopped answering, or has no "
+        "worker, before the run fails.",
+    )
 
     def spec(self) -> ClusterSpec:
         return ClusterSpec(
@@ -62,6 +71,8 @@ class ClusterConfig(BaseModel):
             threads_per_worker=self.threads_per_worker,
             memory_limit=self.memory_limit,
             in_process=self.in_process,
+            connect_timeout=self.connect_timeout,
+            scheduler_timeout=self.scheduler_timeout,
         )
 
 
