@@ -47,7 +47,8 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_SCHEDULER_TIMEOUT = 60.0
 """Seconds a pass waits on a scheduler that does not answer, or has no worker, before it gives
 up. Long enough for a busy scheduler (taking in a large graph, a worker joining); a frozen or
-unreachable one fails the run within this bound plus one check interval."""
+unreachable one fails the run within this bound plus one check interval. Clusters whose
+workers take longer to start (batch queues, autoscaling from zero) need a larger value."""
 CHECK_INTERVAL = 5.0
 """Longest time between two checks that the scheduler answers, while a pass runs."""
 
@@ -341,7 +342,8 @@ def result(client: Any, future: Any) -> Any:
                 has_workers = now
             elif now - has_workers > limit:
                 what = f"has had no worker for {limit:g} s"
-                raise _gave_up(client, future, what, "start workers, or check why they stopped")
+                todo = "start workers (or raise scheduler_timeout if they take longer to join)"
+                raise _gave_up(client, future, what, f"{todo}, or check why they stopped")
 
 
 @contextmanager
