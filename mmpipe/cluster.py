@@ -166,8 +166,11 @@ def dask_client(
         try:
             yield connected
         finally:
-            # Bounded: a scheduler that is gone or frozen must not hold the run's exit.
-            with suppress(Exception):
+            # Bounded: a scheduler that is gone or frozen must not hold the run's exit. A
+            # client that lost its scheduler logs its cancelled reconnection as an ERROR with
+            # a traceback when closed: the run has said what happened, in one line, already.
+            lost = connected.status != "running"
+            with suppress(Exception), _silenced("distributed.client", "distributed.utils", lost):
                 connected.close(timeout=spec.connect_timeout)
         return
     cluster = start_local_cluster(spec)
@@ -177,6 +180,22 @@ def dask_client(
             yield local
     finally:
         cluster.close()
+
+
+@contextmanager
+def _silenced(first: str, second: str, active: bool) -> Iterator[None]:
+    """Drop the records of two loggers inside this, if ``active``."""
+    import logging
+
+    loggers = [logging.getLogger(first), logging.getLogger(second)] if active else []
+    before = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, was in zip(loggers, before, strict=True):
+            logger.disabled = was
 
 
 def connect(spec: ClusterSpec) -> Any:

@@ -6,6 +6,7 @@ with the right error, not how fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from chaos import BIN, Background, external_cluster, free_port, kill_mid_pass, slow_down
+from distributed import Client
 
 import mmpipe
 from mmpipe.cluster import ClusterSpec, dask_client
@@ -44,8 +46,10 @@ def test_a_wrong_address_fails_fast_with_one_line(store: str) -> None:
     assert time.monotonic() - start < 2 + 15
     done = subprocess.run(
         [str(BIN / "mmpipe"), "fit", store, "--address", address, "--connect-timeout", "2"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: cannot reach the Dask scheduler at {address} within 2 s: check the address "
@@ -103,3 +107,37 @@ def test_a_pass_ends_with_cluster_error_when_the_cluster_fails(
 def _when_running(client: Any, fitting: Background) -> None:
     """Return once the statistics pass has block tasks done and others to go."""
     kill_mid_pass(client, "block_statistics", {}, running=fitting.running, act=False)
+
+
+def test_the_cli_says_one_line_when_the_scheduler_dies_mid_pass(tmp_path: Path, store: str) -> None:
+    with external_cluster(tmp_path, nanny=False) as cluster:
+        watcher = Client(cluster.address, timeout=30, set_as_default=False)
+        try:
+            slow_down(watcher, ("mmpipe.stats.blocked", "block_statistics", 0.05))
+            fit = subprocess.Popen(
+                [
+                    str(BIN / "mmpipe"),
+                    "fit",
+                    store,
+                    "--address",
+                    cluster.address,
+                    "--chunk-rows",
+                    "250",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            kill_mid_pass(
+                watcher, "block_statistics", {}, running=lambda: fit.poll() is None, act=False
+            )
+            _kill(cluster)
+            _, stderr = fit.communicate(timeout=120)
+        finally:
+            with contextlib.suppress(Exception):
+                watcher.close(timeout=5)
+    assert fit.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"error: lost the connection to the Dask scheduler at {cluster.address} during the "
+        "computation: check that it runs, then run again"
+    ]
