@@ -15,11 +15,13 @@ the scheduler holds the graph and recomputes whatever the lost worker held, down
 inputs. The store handle and each shared object are one data node each (one key, read by
 every block, never copied into each task); a block's slices of the per-row arrays travel inside
 its own task. Nothing is ``scatter``ed: scattered data lives only on the workers, and Dask
-cannot recompute it when they die (the issue this replaced: one SIGKILLed worker ended every
-fit). ``scatter(broadcast=True)``/``replicate`` do not fix that either: nothing re-creates a
-lost replica, the active memory manager may drop the extra ones, and losing a worker during
-replication hangs it (dask/distributed#6578, #5704). The price is that the shared objects and
-per-row arrays (a few bytes per row) go to the workers through the scheduler, once per pass.
+cannot recompute it when they die (scattered, one SIGKILLed worker ended every fit: issue 13).
+``scatter(broadcast=True)``/``replicate`` do not fix that either: nothing re-creates a lost
+replica, the active memory manager may drop the extra ones, and losing a worker during
+replication hangs it (dask/distributed#6578, #5704). The price: the shared objects (tens of MB
+for a wide modality's sketch basis) and the per-row arrays (fold groups 1 byte per row, label
+codes 8, retrieval draws 8) go to the workers through the scheduler, once per pass, and the
+scheduler keeps them while the pass runs.
 """
 
 from __future__ import annotations
