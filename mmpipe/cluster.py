@@ -434,3 +434,39 @@ def cluster_failure(client: Any, error: BaseException) -> ClusterError | None:
     if isinstance(error, CommClosedError):
         return ClusterError(f"lost the connection to {where} ({error}): run again")
     return None
+
+
+EMBEDDED_GRAPH_WARNING = "1GiB"
+"""Graph size above which distributed still warns when a pass is submitted (its default:
+10 MB). Its warning is meant for data repeated in many tasks; a pass embeds each shared object
+once and each row of the per-row arrays once, on purpose (see mmpipe.stats.rowblocks), so only
+a graph beyond any sensible size of those is worth a warning."""
+
+
+@contextmanager
+def embedding_data() -> Iterator[None]:
+    """Submit the passes' graphs to a distributed client inside this: its "Sending large
+    graph" warning then allows the data they embed on purpose."""
+    import dask
+
+    with dask.config.set(
+        {"distributed.admin.large-graph-warning-threshold": EMBEDDED_GRAPH_WARNING}
+    ):
+        yield
+
+
+def compute_on(graph: Any, client: Any | None) -> Any:
+    """Compute a delayed result on ``client`` if given, else on the current Dask scheduler.
+
+    Every pass computes through here. On a client the wait is watched (:func:`result`): a
+    scheduler that stops answering or goes away ends the pass with ClusterError within the
+    client's scheduler timeout; a lost worker only costs the recomputation of what it held.
+    """
+    if client is not None:
+        with embedding_data(), cluster_failures(client):
+            future = client.compute(graph)
+        return result(client, future)
+    import dask
+
+    (computed,) = dask.compute(graph)
+    return computed

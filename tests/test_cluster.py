@@ -16,13 +16,13 @@ from mmpipe.cluster import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SCHEDULER_TIMEOUT,
     ClusterSpec,
+    compute_on,
     dask_client,
     resolve,
     scheduler_timeout,
 )
 from mmpipe.config import load_config
 from mmpipe.errors import ClusterError, ConfigError
-from mmpipe.stats.blocked import compute_on
 
 
 def test_timeouts_have_documented_defaults_and_reach_the_spec() -> None:

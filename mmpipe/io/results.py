@@ -224,8 +224,7 @@ def _storage_failure(exc: BaseException, text: str) -> MmpipeError:
     """An OSError met while writing results, as the error a person can act on."""
     if isinstance(exc, StoreNotFoundError | FileNotFoundError):
         return ResultsError(
-            f"Results location {text!r} cannot be created there: choose a folder you can "
-            "write to."
+            f"Results location {text!r} cannot be created there: choose a folder you can write to."
         )
     if isinstance(exc, MmpipeError):
         return exc
@@ -377,7 +376,6 @@ class RunWriter:
                 except Exception:  # the original error is the one to report
                     pass
         self.close()
-
 
     def _remove_body(self) -> None:
         """Delete every key under the run but its own metadata (arrays half uploaded)."""

@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.delayed import delayed
 
+from mmpipe.cluster import compute_on
 from mmpipe.errors import bad_parameter
 from mmpipe.io.dataset import (
     IDS,
@@ -251,10 +252,7 @@ def synthesize(
     add(IDS, _lazy(spec, "ids", 0, None, np.dtype(np.int64), truth), ["row"])
 
     stored = da.store(sources, targets, lock=False, compute=False)  # type: ignore[arg-type]
-    if client is not None:
-        client.compute(stored, sync=True)  # type: ignore[attr-defined]
-    else:
-        dask.compute(stored)
+    compute_on(delayed(stored), client)  # one graph, watched like every pass
     return os.fspath(out)
 
 

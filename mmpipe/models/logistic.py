@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 from dask.delayed import delayed
 
+from mmpipe.cluster import compute_on
 from mmpipe.errors import bad_parameter
-from mmpipe.stats.blocked import compute_on, tree_reduce
+from mmpipe.stats.blocked import tree_reduce
 
 
 def _sum(*parts: np.ndarray) -> np.ndarray:

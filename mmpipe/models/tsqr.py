@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import delayed
 
+from mmpipe.cluster import compute_on
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.pair import PairModels
 from mmpipe.stats.folds import FoldPlan
@@ -99,10 +100,7 @@ def tsqr_ridge(
         joint = da.concatenate([ts, tt], axis=1).rechunk({1: -1})
         _, r = da.linalg.tsqr(joint)
         r_factors.append(r)
-    if client is not None:
-        computed = client.compute(r_factors, sync=True)  # type: ignore[attr-defined]
-    else:
-        (computed,) = dask.compute(r_factors)
+    computed = compute_on(delayed(r_factors), client)
     out = []
     for (_, _, _, models), r in zip(jobs, computed, strict=True):
         k = models.k_source

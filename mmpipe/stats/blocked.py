@@ -16,14 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import numpy as np
 from dask.delayed import Delayed, delayed
 
+from mmpipe.cluster import compute_on
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.moments import Moments, gram, merge, merge_all
-from mmpipe.stats.rowblocks import RowBlock, embedding_data, map_row_blocks
+from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 GroupKey = tuple[int, int]  # (fold group, presence bit pattern)
 
@@ -251,24 +251,6 @@ def tree_reduce(parts: list[Delayed], combine: Any, split_every: int) -> Delayed
     while len(parts) > 1:
         parts = [step(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
     return parts[0]
-
-
-def compute_on(graph: Delayed, client: object | None) -> Any:
-    """Compute a delayed result on ``client`` if given, else on the current Dask scheduler.
-
-    On a client the wait is watched (:func:`mmpipe.cluster.result`): a scheduler that stops
-    answering or goes away ends the pass with ClusterError within the client's scheduler
-    timeout; a lost worker only costs the recomputation of what it held.
-    """
-    if client is not None:
-        from mmpipe.cluster import cluster_failures
-        from mmpipe.cluster import result as watched_result
-
-        with embedding_data(), cluster_failures(client):
-            future = client.compute(graph)  # type: ignore[attr-defined]
-        return watched_result(client, future)
-    (result,) = dask.compute(graph)
-    return result
 
 
 def compute_statistics(

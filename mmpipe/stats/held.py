@@ -18,11 +18,11 @@ import dask
 import numpy as np
 from dask.delayed import delayed
 
-from mmpipe.cluster import cluster_failures
+from mmpipe.cluster import cluster_failures, compute_on, embedding_data
 from mmpipe.io.dataset import Dataset
-from mmpipe.stats.blocked import compute_on, tree_reduce
+from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.folds import FoldPlan
-from mmpipe.stats.rowblocks import RowBlock, embedding_data, map_row_blocks
+from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 
 def _block_scores(

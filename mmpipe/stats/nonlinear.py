@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmpipe.cluster import compute_on
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.rff import RandomFourierFeatures
-from mmpipe.stats.blocked import compute_on, tree_reduce
+from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.moments import Moments, merge, merge_all
 from mmpipe.stats.rowblocks import RowBlock, map_row_blocks

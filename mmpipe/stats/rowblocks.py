@@ -27,12 +27,10 @@ scheduler keeps them while the pass runs.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed, delayed
@@ -80,23 +78,6 @@ def _run_block(
         {n: arrays.read_mask(n, start, stop) for n in names},
     )
     return fn(block, *per_row, *shared)
-
-
-EMBEDDED_GRAPH_WARNING = "1GiB"
-"""Graph size above which distributed still warns when a pass is submitted (its default:
-10 MB). Its warning is meant for data repeated in many tasks; a pass embeds each shared object
-once and each row of the per-row arrays once, on purpose (see the module docstring), so only a
-graph beyond any sensible size of those is worth a warning."""
-
-
-@contextmanager
-def embedding_data() -> Iterator[None]:
-    """Submit graphs from :func:`map_row_blocks` to a distributed client inside this: its
-    "Sending large graph" warning then allows the data they embed on purpose."""
-    with dask.config.set(
-        {"distributed.admin.large-graph-warning-threshold": EMBEDDED_GRAPH_WARNING}
-    ):
-        yield
 
 
 def map_row_blocks(

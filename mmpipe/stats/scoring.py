@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from dask.delayed import Delayed, delayed
 
+from mmpipe.cluster import compute_on
 from mmpipe.io.dataset import Dataset
-from mmpipe.stats.blocked import compute_on, tree_reduce
+from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.retrieval import DEFAULT_TILE, match_ranks
 from mmpipe.stats.rowblocks import RowBlock, map_row_blocks

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from mmpipe.cluster import compute_on
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.sketch import (
     RangeSketch,
@@ -22,7 +23,7 @@ from mmpipe.models.sketch import (
     orthonormal,
     power_block,
 )
-from mmpipe.stats.blocked import compute_on, tree_reduce
+from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
 

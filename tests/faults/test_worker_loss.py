@@ -120,8 +120,8 @@ def test_a_task_that_kills_every_worker_it_runs_on_is_a_cluster_error_not_retrie
     import dask
     from dask.delayed import delayed
 
+    from mmpipe.cluster import compute_on
     from mmpipe.errors import ClusterError
-    from mmpipe.stats.blocked import compute_on
 
     spec = ClusterSpec(workers=1, threads_per_worker=1, memory_limit="1GiB")
     once = {"distributed.scheduler.allowed-failures": 0}

@@ -12,8 +12,9 @@ from dask._task_spec import DataNode
 from dask.highlevelgraph import HighLevelGraph
 from helpers import make_views
 
+from mmpipe.cluster import compute_on
 from mmpipe.io.dataset import open_dataset, write_dataset
-from mmpipe.stats.blocked import compute_on, statistics_graph
+from mmpipe.stats.blocked import statistics_graph
 from mmpipe.stats.folds import kfold_plan
 from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 
