@@ -41,7 +41,7 @@ from mmpipe.engine import (
     statistics_pass,
     wide_modalities,
 )
-from mmpipe.errors import MmpipeError, RunInterrupted
+from mmpipe.errors import ClusterError, MmpipeError, RunInterrupted
 from mmpipe.io.results import RunWriter, new_run_id
 from mmpipe.nonlinear import RandomFeatureResult
 from mmpipe.stats.blocked import PassStatistics
@@ -72,9 +72,9 @@ def _retrying(retries: int, backoff_factor: float) -> dict[str, Any]:
 
 
 STORAGE = _retrying(2, 2)  # a permanent storage failure takes up to 120 s a try
-# A pass whose cluster was lost (ClusterError) is tried again: a restarted scheduler or new
-# workers take the same graph. Bad input and bugs fail at once.
-COMPUTE = _retrying(2, 5)
+# A pass is not retried on the client that failed it: a lost cluster is taken up again with a
+# new client by the flow itself (CLUSTER_ATTEMPTS); bad input and bugs fail at once.
+COMPUTE = _retrying(0, 1)
 
 
 @task(name="open-and-validate", tags=["mmpipe", "storage"], **STORAGE)
@@ -310,6 +310,28 @@ def _quiet_dask_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+CLUSTER_ATTEMPTS = 2
+"""Times the flow runs its passes, each on a new client, when the cluster fails under them."""
+
+
+def compute_steps(prepared: Prepared, client: Any) -> tuple[Any, ...]:
+    """The passes and the models between them, as Prefect tasks, on one client."""
+    if wide_modalities(prepared):
+        prepared = run_sketch_pass(prepared, client)
+    stats = run_statistics_pass(prepared, client)
+    models = run_fit_models(prepared, stats, client)
+    pairs = run_evaluate(prepared, stats, models)
+    tasks = (
+        run_scoring_pass(prepared, stats, models, pairs, client)
+        if prepared.config.scoring
+        else CrossModal()
+    )
+    nonlinear = (
+        run_random_features(prepared, models, client) if prepared.config.random_features else []
+    )
+    return prepared, stats, models, pairs, tasks, nonlinear
+
+
 @flow(name="mmpipe-fit", log_prints=False, validate_parameters=True)
 def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
@@ -321,22 +343,22 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
         spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
         logger.info("Computing on %s", spec.describe())
         timings: dict[str, float] = {}
-        with dask_client(spec) as client:
-            if wide_modalities(prepared):
-                prepared = run_sketch_pass(prepared, client)
-            stats = run_statistics_pass(prepared, client)
-            models = run_fit_models(prepared, stats, client)
-            pairs = run_evaluate(prepared, stats, models)
-            tasks = (
-                run_scoring_pass(prepared, stats, models, pairs, client)
-                if prepared.config.scoring
-                else CrossModal()
-            )
-            nonlinear = (
-                run_random_features(prepared, models, client)
-                if prepared.config.random_features
-                else []
-            )
+        for attempt in range(1, CLUSTER_ATTEMPTS + 1):
+            try:
+                with dask_client(spec) as client:
+                    prepared, stats, models, pairs, tasks, nonlinear = compute_steps(
+                        prepared, client
+                    )
+                break
+            except ClusterError as exc:
+                # A client whose scheduler is gone stays dead: only a new one can take the
+                # passes again (a restarted scheduler, a new LocalCluster).
+                if not exc.transient or attempt == CLUSTER_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "The cluster failed (%s); running the passes again on a new client "
+                    "(attempt %d of %d)", exc, attempt + 1, CLUSTER_ATTEMPTS,
+                )  # fmt: skip
         result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
         if writer is not None:
             result = write_results(result, writer)
