@@ -67,11 +67,12 @@ def test_layout_masks_labels(tmp_path: Path) -> None:
     truth = read_truth(zarr.open_group(url, mode="r"))
     assert truth["loadings/image"].shape == (8, 12)
     assert truth["class_weights"].shape == (8, 4)
-    # Modalities are written with the codec that decodes fastest for floats.
-    (written,) = zarr.open_array(f"{url}/modalities/image", mode="r").compressors
+    # Modalities are written with the codec that decodes fastest for floats, checksummed.
+    written, checksum = zarr.open_array(f"{url}/modalities/image", mode="r").compressors
     assert written.to_dict()["configuration"] | {"typesize": None} == (
         MODALITY_COMPRESSORS[0].to_dict()["configuration"] | {"typesize": None}
     )
+    assert checksum.to_dict()["name"] == "crc32c"
 
 
 def _population_scores(cov: np.ndarray, d_s: int, k: int) -> np.ndarray:
