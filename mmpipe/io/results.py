@@ -277,23 +277,26 @@ class RunWriter:
             if not is_results_attrs(dict(root.attrs)):
                 _check_results_group(root, text)
                 root.attrs[RESULTS_MARK] = {"format": RESULTS_FORMAT}
-            # require_group: a retried begin (same id) takes the group its first try made.
-            group = root.require_group(RUNS).require_group(run_id)
+            runs = root.require_group(RUNS)
             now = _now()
-            group.attrs.update(
-                _json(
-                    {
-                        "status": STATUS_RUNNING,
-                        "run_id": run_id,
-                        "dataset": dataset,
-                        "started": now,
-                        "heartbeat": now,
-                        "owner": owner_identity(),
-                        "config": dict(config or {}),
-                        "versions": versions(),
-                    }
-                )
+            attrs = _json(
+                {
+                    "status": STATUS_RUNNING,
+                    "run_id": run_id,
+                    "dataset": dataset,
+                    "started": now,
+                    "heartbeat": now,
+                    "owner": owner_identity(),
+                    "config": dict(config or {}),
+                    "versions": versions(),
+                }
             )
+            if run_id in runs:  # a retried begin (same id) takes the group its first try made
+                group = runs[run_id]
+                assert isinstance(group, zarr.Group)
+                group.attrs.update(attrs)
+            else:  # the group and its status in one write: never a run without a status
+                group = runs.create_group(run_id, attributes=attrs)
         except Exception as exc:
             raise _storage_failure(exc, text) from exc
         writer = cls(text, run_id, group, heartbeat_seconds)
