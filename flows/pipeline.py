@@ -31,7 +31,6 @@ from mmpipe.engine import (
     PairResult,
     Prepared,
     assemble,
-    check_output,
     cross_modal,
     evaluate,
     fit_models,
@@ -82,8 +81,6 @@ def open_and_validate(config: RunConfig) -> Prepared:
     # Runs before any cluster exists: bad input fails without paying for one, and the size
     # of the input decides whether a cluster is worth starting. The labels (one small 1-D
     # array) are read here.
-    if config.results is not None:
-        check_output(config.dataset, config.results, config.storage_options, config.storage_options)
     prepared = prepare(
         config.dataset,
         config.fit_config(),

@@ -542,8 +542,6 @@ def fit_config(
         timings[step] = round(now - clock, 4)
         clock = now
 
-    if out is not None:
-        check_output(dataset, out, storage_options, results_storage_options)
     prepared = prepare(
         dataset,
         config,
@@ -643,11 +641,14 @@ def prepare(
     results_storage_options: StorageOptions | None = None,
     client: object | None = None,
 ) -> Prepared:
-    """Open and validate the dataset and config, check the results location, make the plan.
+    """Check the results location, open and validate the dataset and config, make the plan.
 
-    Everything that can be wrong with the input fails here, before the pass.
+    Everything that can be wrong with the input or the output location fails here, before
+    anything is computed or written.
     """
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    if out is not None:  # first of all: the input is never harmed, whatever else is wrong
+        check_output(dataset, out, storage_options, results_storage_options)
     ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
     pair_list = check_config(ds, config)
     used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
@@ -656,10 +657,6 @@ def prepare(
     # listing per array) and the ids are unique.
     ds.check_chunks(names)
     ds.check_ids()
-    if out is not None:
-        from mmpipe.io.results import check_writable
-
-        check_writable(out, storage_options=results_storage_options)
     labels = ds.read_labels()
     if plan is None:
         plan = make_plan(ds, config, labels)
