@@ -36,3 +36,14 @@ class CountingStore(zarr.storage.WrapperStore[zarr.storage.LocalStore]):
         with self._lock:
             self.reads[key] += 1
         return await self._store.get(key, prototype, byte_range)
+
+
+def one_error_line(result: Any, code: int) -> str:
+    """A CLI result's stderr, checked to be exactly one 'error: …' line (no traceback) with
+    exit ``code``; returns the line."""
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    return str(lines[0])

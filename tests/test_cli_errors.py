@@ -9,19 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import one_error_line
 from typer.testing import CliRunner
 
 import mmpipe.io.inspect
 from mmpipe.cli import app
-
-
-def one_error_line(result: object, code: int) -> str:
-    assert result.exit_code == code, result.output  # type: ignore[attr-defined]
-    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
-    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output  # type: ignore[attr-defined]
-    return lines[0]
 
 
 def test_bad_input_exits_2(tmp_path: Path) -> None:

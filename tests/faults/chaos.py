@@ -4,13 +4,10 @@ the PIDs of the worker processes, and a way to make a pass last long enough to h
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,78 +15,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "orchestration"))
-from servers import BIN, free_port, stop, wait_for
+from servers import dask_processes
 
-
-@dataclass(frozen=True)
-class External:
-    address: str
-    scheduler: subprocess.Popen[bytes]
-    workers: list[subprocess.Popen[bytes]]
-
-
-@contextmanager
-def external_cluster(tmp_path: Path, *, nanny: bool, workers: int = 2) -> Iterator[External]:
-    """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (1 thread each)."""
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    scheduler_file = tmp_path / "scheduler.json"
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    dask = shutil.which("dask", path=str(BIN)) or str(BIN / "dask")
-    log = (tmp_path / "dask.log").open("w")
-    scheduler = subprocess.Popen(
-        [
-            dask,
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-dashboard",
-            "--scheduler-file",
-            str(scheduler_file),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        wait_for(scheduler_file.exists, "dask scheduler", 60, scheduler)
-        for i in range(workers):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        dask,
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--memory-limit",
-                        "2GiB",
-                        "--no-dashboard",
-                        "--host",
-                        "127.0.0.1",
-                        "--name",
-                        f"w{i}",
-                        "--nanny" if nanny else "--no-nanny",
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        from distributed import Client
-
-        with Client(address, timeout=60, set_as_default=False) as client:
-            client.wait_for_workers(workers, timeout=120)
-        yield External(address, scheduler, procs)
-    finally:
-        for proc in [*procs, scheduler]:
-            if proc.poll() is None:
-                proc.send_signal(18)  # SIGCONT: a stopped process cannot exit
-            stop(proc)
-        log.close()
+# The same processes as the orchestration tests start (one place, tests/orchestration).
+external_cluster = dask_processes
 
 
 def worker_pids(client: Any) -> dict[str, int]:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos import BIN, Background, external_cluster, free_port, kill_mid_pass, slow_down
+from chaos import Background, external_cluster, kill_mid_pass, slow_down
 from distributed import Client
+from servers import BIN, free_port
 
 import mmpipe
 from mmpipe.cluster import ClusterSpec, dask_client

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import zarr
 import zarr.storage
-from helpers import make_views
+from helpers import make_views, one_error_line
 from typer.testing import CliRunner
 
 import mmpipe
@@ -62,13 +62,8 @@ def chunk_file(url: str, array: str, index: int) -> Path:
 
 
 def error_line(result: object) -> str:
-    """The CLI's stderr, checked to be one 'error: …' line with no traceback."""
-    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
-    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
-    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.output  # type: ignore[attr-defined]
-    return lines[0]
+    """The CLI's stderr, checked to be one 'error: …' line with no traceback, exit 2."""
+    return one_error_line(result, 2)
 
 
 def validate(url: str) -> object:
@@ -371,38 +366,12 @@ def test_corrupt_chunk_message_survives_the_worker(tmp_path: Path, local_client:
 
 
 @pytest.fixture
-def s3_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:
+def s3_options(tmp_path: Path) -> Iterator[dict[str, object]]:
     """A moto S3 server on 127.0.0.1 (free port) with one bucket; fake credentials only."""
-    pytest.importorskip("s3fs")
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
-    import s3fs
+    from s3server import moto_s3
 
-    for key in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(key)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(tmp_path / "absent"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "absent"),
-        "NO_PROXY": "127.0.0.1",
-        "no_proxy": "127.0.0.1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-            Bucket="bucket"
-        )
-        s3fs.S3FileSystem.clear_instance_cache()
+    with moto_s3(tmp_path) as endpoint:
         yield {"endpoint_url": endpoint, "anon": False}
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
-        server.stop()
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ no other address is ever contacted.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +24,10 @@ from mmpipe.io.inspect import describe
 from mmpipe.io.synth import SynthSpec, synthesize
 
 s3fs = pytest.importorskip("s3fs")
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+from s3server import BUCKET, moto_s3  # noqa: E402 (after the skip: needs s3fs, moto)
 
 pytestmark = pytest.mark.slow
 
-BUCKET = "bucket"
 SPEC = SynthSpec(
     rows=2000, modalities={"image": 16, "text": 8}, classes=3, chunk_rows=300, missing_fraction=0.1
 )
@@ -48,33 +45,8 @@ class S3:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     """A moto S3 server on 127.0.0.1 (free port), fake credentials, one empty bucket."""
-    with pytest.MonkeyPatch.context() as mp:
-        # Nothing from the real environment may redirect or authenticate requests.
-        for key in list(os.environ):
-            if key.startswith("AWS_"):
-                mp.delenv(key)
-        missing = tmp_path_factory.mktemp("aws") / "absent"
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", str(missing))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing))
-        mp.setenv("NO_PROXY", "127.0.0.1")
-        mp.setenv("no_proxy", "127.0.0.1")
-
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            assert host == "127.0.0.1"
-            endpoint = f"http://127.0.0.1:{port}"
-            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-                Bucket=BUCKET
-            )
-            yield S3(endpoint=endpoint, options={"endpoint_url": endpoint, "anon": False})
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
-            server.stop()
+    with moto_s3(tmp_path_factory.mktemp("aws")) as endpoint:
+        yield S3(endpoint=endpoint, options={"endpoint_url": endpoint, "anon": False})
 
 
 @pytest.fixture(autouse=True)

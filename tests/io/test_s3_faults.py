@@ -8,7 +8,6 @@ is ever contacted.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -36,10 +35,8 @@ from mmpipe.io.storage import (
 from mmpipe.io.synth import SynthSpec, synthesize
 
 s3fs = pytest.importorskip("s3fs")
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+from s3server import BUCKET, moto_s3  # noqa: E402 (after the skip: needs s3fs, moto)
 
-BUCKET = "bucket"
 SPEC = SynthSpec(rows=1200, modalities={"image": 12, "text": 6}, classes=3, chunk_rows=200)
 FIT: dict[str, Any] = {"components": 4, "folds": 3}
 READ_TIMEOUT = 2.0
@@ -67,41 +64,18 @@ class S3:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     """moto on 127.0.0.1, the fault proxy in front of it, one dataset written directly."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("AWS_") or key == DEADLINE_ENV:
-                mp.delenv(key)
-        missing = tmp_path_factory.mktemp("aws") / "absent"
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_CONFIG_FILE", str(missing))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing))
-        mp.setenv("NO_PROXY", "127.0.0.1")
-        mp.setenv("no_proxy", "127.0.0.1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            assert host == "127.0.0.1"
-            endpoint = f"http://127.0.0.1:{port}"
-            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-                Bucket=BUCKET
-            )
-            direct = {"endpoint_url": endpoint, "anon": False}
-            dataset = synthesize(f"s3://{BUCKET}/ds.zarr", SPEC, storage_options=direct)
-            with FaultProxy(port) as proxy:
-                options = {
-                    "endpoint_url": proxy.endpoint,
-                    "anon": False,
-                    # The user's own setting wins over mmpipe's default (15 s); mmpipe's
-                    # retry defaults stay.
-                    "config_kwargs": {"read_timeout": READ_TIMEOUT},
-                }
-                yield S3(proxy=proxy, direct=direct, options=options, dataset=dataset)
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
-            server.stop()
+    with moto_s3(tmp_path_factory.mktemp("aws"), keep=(DEADLINE_ENV,)) as endpoint:
+        direct = {"endpoint_url": endpoint, "anon": False}
+        dataset = synthesize(f"s3://{BUCKET}/ds.zarr", SPEC, storage_options=direct)
+        with FaultProxy(int(endpoint.rsplit(":", 1)[1])) as proxy:
+            options = {
+                "endpoint_url": proxy.endpoint,
+                "anon": False,
+                # The user's own setting wins over mmpipe's default (15 s); mmpipe's
+                # retry defaults stay.
+                "config_kwargs": {"read_timeout": READ_TIMEOUT},
+            }
+            yield S3(proxy=proxy, direct=direct, options=options, dataset=dataset)
 
 
 @pytest.fixture(autouse=True)

@@ -116,12 +116,16 @@ class DaskCluster:
 
 
 @contextmanager
-def dask_processes(tmp_path: Path) -> Iterator[DaskCluster]:
+def dask_processes(
+    tmp_path: Path, *, nanny: bool = True, workers: int = 2
+) -> Iterator[DaskCluster]:
+    """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1 (1 thread each)."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     scheduler_file = tmp_path / "scheduler.json"
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     dask = shutil.which("dask", path=str(BIN)) or str(BIN / "dask")
+    log = (tmp_path / "dask.log").open("w")
     scheduler = subprocess.Popen(
         [
             dask,
@@ -135,14 +139,14 @@ def dask_processes(tmp_path: Path) -> Iterator[DaskCluster]:
             str(scheduler_file),
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    workers: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         wait_for(scheduler_file.exists, "dask scheduler", 60, scheduler)
-        for i in range(2):
-            workers.append(
+        for i in range(workers):
+            procs.append(
                 subprocess.Popen(
                     [
                         dask,
@@ -157,17 +161,21 @@ def dask_processes(tmp_path: Path) -> Iterator[DaskCluster]:
                         "127.0.0.1",
                         "--name",
                         f"w{i}",
+                        "--nanny" if nanny else "--no-nanny",
                     ],
                     env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             )
         from distributed import Client
 
         with Client(address, timeout=60, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield DaskCluster(address=address, scheduler=scheduler, workers=workers)
+            client.wait_for_workers(workers, timeout=120)
+        yield DaskCluster(address, scheduler, procs)
     finally:
-        for proc in [*workers, scheduler]:
+        for proc in [*procs, scheduler]:
+            if proc.poll() is None:
+                proc.send_signal(18)  # SIGCONT: a stopped process cannot exit
             stop(proc)
+        log.close()

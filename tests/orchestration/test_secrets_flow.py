@@ -8,7 +8,6 @@ Real services on 127.0.0.1 only: a moto S3 server in this process, a `prefect se
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,7 @@ from servers import BIN, PrefectAPI
 from mmpipe.io.synth import SynthSpec, synthesize
 
 s3fs = pytest.importorskip("s3fs")
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+from s3server import moto_s3  # noqa: E402 (after the skip: needs s3fs, moto)
 
 pytestmark = pytest.mark.slow
 
@@ -31,26 +29,9 @@ SECRET = "mmpipe-fake-secret-4f1d9c2b7e"  # distinctive: found only if it leaks
 
 @pytest.fixture
 def s3_endpoint(tmp_path: Path) -> Iterator[str]:
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("AWS_"):
-                mp.delenv(name)
-        mp.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent"))
-        mp.setenv("NO_PROXY", "127.0.0.1")
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            _, port = server.get_host_and_port()
-            endpoint = f"http://127.0.0.1:{port}"
-            boto3.client(
-                "s3", endpoint_url=endpoint, region_name="us-east-1",
-                aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-            ).create_bucket(Bucket="bucket")  # fmt: skip
-            yield endpoint
-        finally:
-            s3fs.S3FileSystem.clear_instance_cache()
-            server.stop()
+    # No credentials in the environment: only the run's storage options can authenticate.
+    with moto_s3(tmp_path, key=KEY, secret=SECRET, credentials_in_environment=False) as url:
+        yield url
 
 
 def test_credentials_never_leave_the_store(
