@@ -76,10 +76,6 @@ class ClusterSpec:
     """LocalCluster: threads per worker (BLAS already uses the cores it is given)."""
     memory_limit: str | float | None = "auto"
     """LocalCluster: memory limit per worker ('auto', bytes, '4GiB', or None)."""
-    processes: bool = True
-    """LocalCluster: worker processes (True) or threads in this process (False)."""
-    dashboard: bool = False
-    """LocalCluster: serve the dashboard on a free port."""
     in_process: bool | None = None
     """No cluster at all: Dask's threaded scheduler in this process. None: only for small
     inputs when nothing names a cluster (see :func:`choose`)."""
@@ -300,8 +296,7 @@ def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
             n_workers=spec.workers or os.cpu_count() or 1,
             threads_per_worker=spec.threads_per_worker,
             memory_limit=spec.memory_limit,
-            processes=spec.processes,
-            dashboard_address=":0" if spec.dashboard else None,
+            dashboard_address=None,  # mmpipe's own clusters serve no dashboard
             host="127.0.0.1",
         )
 

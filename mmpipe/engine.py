@@ -126,8 +126,6 @@ class ModalityResult:
     rows: int
     """Rows where the modality is present."""
     pca: StandardPCA
-    nonfinite: int
-    """NaN/inf values found (0 in any completed fit)."""
     zero_variance_columns: np.ndarray
     """Indices of columns with zero variance (scaled by 1, as scikit-learn)."""
 
@@ -224,7 +222,6 @@ class FitResult:
     """Non-linear (random Fourier feature) maps, one per pair (when asked)."""
     reductions: dict[str, Reduction] = field(default_factory=dict)
     """Wide modalities' sketches: their PCA and maps work on u = reduction.apply(x)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def pair(self, source: str, target: str) -> PairResult:
         for p in self.pairs:
@@ -742,7 +739,6 @@ def fit_models(
             name=name,
             rows=full.n,
             pca=pca,
-            nonfinite=stats.nonfinite[name],
             zero_variance_columns=pca.zero_variance_columns_,
         )
 

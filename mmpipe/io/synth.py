@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -61,7 +61,6 @@ class SynthSpec:
     """Storage dtype of the modalities."""
     chunk_rows: int = 10_000
     """Rows per storage chunk."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         owner = "synth"

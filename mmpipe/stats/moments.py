@@ -72,11 +72,6 @@ class Moments:
         """Statistics of u = (z − offset) @ basis, from those of z (no pass over the rows)."""
         return Moments(self.n, (self.mean - offset) @ basis, basis.T @ self.m2 @ basis)
 
-    def sum_of_squares_about(self, point: np.ndarray) -> np.ndarray:
-        """Σ (z − point)(z − point)ᵀ over the rows."""
-        delta = self.mean - point
-        return self.m2 + self.n * np.outer(delta, delta)
-
 
 def gram(centered: np.ndarray) -> np.ndarray:
     """zᵀz as float64. NumPy sees that the operands are one buffer and its transpose and calls
