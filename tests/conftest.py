@@ -37,3 +37,19 @@ def local_client() -> Iterator[object]:
 
     with dask_client(ClusterSpec(workers=2, threads_per_worker=1, memory_limit="2GiB")) as c:
         yield c
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the LocalCluster fixture starts worker processes: it must say so with
+    ``@pytest.mark.slow``, so that ``-m "not slow"`` really leaves them out."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "local_client" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the local_client fixture (a LocalCluster) without "
+            "@pytest.mark.slow: " + ", ".join(unmarked)
+        )

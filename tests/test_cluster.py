@@ -47,6 +47,7 @@ def _fails(error: BaseException) -> None:
     raise error
 
 
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
 @pytest.mark.parametrize("error", [TimeoutError("slow store"), OSError("disk"), KeyError("k")])
 def test_a_tasks_own_error_passes_through_the_watch(local_client: Any, error: Exception) -> None:
     # A task's TimeoutError is not the watch's own wait timing out: raised as it is, at once.
@@ -54,6 +55,7 @@ def test_a_tasks_own_error_passes_through_the_watch(local_client: Any, error: Ex
         compute_on(delayed(_fails)(error), local_client)
 
 
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
 def test_clients_made_by_mmpipe_carry_their_scheduler_timeout(local_client: Any) -> None:
     assert scheduler_timeout(local_client) == DEFAULT_SCHEDULER_TIMEOUT
     address = local_client.scheduler.address
@@ -62,6 +64,7 @@ def test_clients_made_by_mmpipe_carry_their_scheduler_timeout(local_client: Any)
         assert compute_on(delayed(sum)([1, 2]), client) == 3
 
 
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
 def test_a_closed_client_is_a_cluster_error(local_client: Any) -> None:
     # What a retried pass meets when its client lost the scheduler for good.
     with dask_client(ClusterSpec(address=local_client.scheduler.address)) as client:

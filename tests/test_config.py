@@ -154,6 +154,7 @@ def test_small_inputs_run_in_process_unless_a_cluster_is_named(
     assert "threads in this process" in choose(ClusterSpec(), small).describe()
 
 
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
 def test_existing_cluster_is_left_running(local_client: Any) -> None:
     from mmpipe.cluster import dask_client
 

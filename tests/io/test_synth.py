@@ -44,6 +44,7 @@ def test_same_seed_same_data_any_chunking(tmp_path: Path) -> None:
     assert not np.array_equal(a["modalities/image"], c["modalities/image"], equal_nan=True)
 
 
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
 def test_same_data_on_a_cluster(tmp_path: Path, local_client: object) -> None:
     a = _arrays(synthesize(tmp_path / "a.zarr", spec()))
     b = _arrays(synthesize(tmp_path / "b.zarr", spec(chunk_rows=512), client=local_client))

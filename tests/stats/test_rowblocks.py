@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from dask._task_spec import DataNode
 from dask.highlevelgraph import HighLevelGraph
 from helpers import make_views
@@ -69,6 +70,7 @@ def _total(block: RowBlock, big: np.ndarray) -> float:
     return float(big.sum()) + block.rows
 
 
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
 def test_a_large_shared_object_is_one_node_of_the_graph_and_sent_without_warning(
     tmp_path: Path, local_client: Any
 ) -> None:
