@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from mmpipe.errors import MmpipeError
 
 if TYPE_CHECKING:
-    from mmpipe.engine import FitConfig, FitResult, PairResult, fit
+    from mmpipe.engine import FitConfig, FitResult, PairResult
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
     from mmpipe.io.results import list_runs, read_run
+    from mmpipe.steps import fit
 
 __version__ = "0.1.0"
 
@@ -24,7 +25,7 @@ _LAZY = {
     "FitConfig": "mmpipe.engine",
     "FitResult": "mmpipe.engine",
     "PairResult": "mmpipe.engine",
-    "fit": "mmpipe.engine",
+    "fit": "mmpipe.steps",
     "Dataset": "mmpipe.io.dataset",
     "open_dataset": "mmpipe.io.dataset",
     "write_dataset": "mmpipe.io.dataset",

@@ -11,7 +11,6 @@ import hashlib
 import itertools
 import json
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,14 +36,13 @@ from mmpipe.errors import ConfigError, DataValueError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
 from mmpipe.io.locations import check_results_location
 from mmpipe.io.reduction import Reduction
-from mmpipe.io.results import check_writable, new_run_id, run_writer
+from mmpipe.io.results import check_writable, new_run_id
 from mmpipe.io.storage import StorageOptions
 from mmpipe.models.logistic import LogisticFit, fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.transfer import check_alphas
 from mmpipe.nonlinear import RandomFeatureResult, fit_random_features
-from mmpipe.signals import stop_signals_raise
 from mmpipe.stats.blocked import PRECISIONS, PassStatistics, compute_statistics
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 from mmpipe.stats.held import hold_scores
@@ -422,165 +420,6 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
             "integer classes to the dataset, or drop the classification options."
         )
     return parse_pairs(config.pairs, ds.names)
-
-
-def fit(
-    dataset: str | os.PathLike[str] | Dataset,
-    *,
-    pairs: Iterable[str | Sequence[str]] | None = None,
-    components: Components = DEFAULT_COMPONENTS,
-    folds: int = 5,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
-    holdout: float | None = None,
-    seed: int = 0,
-    solver: Literal["normal", "tsqr"] = "normal",
-    cca_reg: float = 1e-3,
-    chunk_rows: int | None = None,
-    precision: Literal["float64", "float32"] = "float64",
-    sketch_above: int | None = 4096,
-    sketch_columns: int | None = None,
-    sketch_power: int = 1,
-    out: str | os.PathLike[str] | None = None,
-    client: object | None = None,
-    storage_options: StorageOptions | None = None,
-    results_storage_options: StorageOptions | None = None,
-    plan: FoldPlan | None = None,
-    classify: Iterable[str | Sequence[str]] | None = None,
-    transfer: bool = False,
-    retrieval: bool = False,
-    retrieval_rows: int | None = 5000,
-    logistic: bool = False,
-    logistic_c: float = 1.0,
-    random_features: int = 0,
-    rff_gamma: float | None = None,
-) -> FitResult:
-    """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
-
-    Returns a :class:`FitResult`; with ``out`` the run is also written to that results store
-    (see :mod:`mmpipe.io.results`). ``client`` is a ``distributed.Client``; without one the
-    current Dask scheduler is used. ``plan`` replaces the K-fold/hold-out plan with splits of
-    your own (:class:`~mmpipe.stats.folds.FoldPlan`).
-
-    ``classify`` lists feature sets ("image", "image+text") to classify the labels from;
-    ``transfer=True`` applies each pair target's classifier to the source's rows mapped through
-    W; ``retrieval=True`` ranks, for every pair, the target's validation rows for each source
-    row mapped through W (recall@1/5/10, median rank, both directions) on up to
-    ``retrieval_rows`` rows per split. All of these are scored in one more pass over the data.
-    ``logistic=True`` also fits multinomial logistic regression (``logistic_c`` = scikit-learn's
-    C) per classify set; it reads those modalities once more to hold their scores on the
-    workers, where each L-BFGS iteration is one pass over them. ``random_features=D`` adds a
-    non-linear map per pair: ridge on D random Fourier features of the source scores (one more
-    pass over the pairs' modalities).
-
-    ``precision="float32"`` computes each row block's Gram in float32 (faster; about 1e-6
-    relative). Modalities wider than ``sketch_above`` columns are first reduced to
-    ``sketch_columns`` coordinates by a randomized sketch with ``sketch_power`` power
-    iterations, one pass each (:mod:`mmpipe.models.sketch`); ``sketch_above=None`` never does.
-    """
-    config = FitConfig(
-        pairs=None
-        if pairs is None
-        else tuple(
-            pair_of(p)  # type: ignore[misc]
-            for p in pairs
-        ),
-        components=dict(components) if isinstance(components, Mapping) else components,
-        folds=folds,
-        holdout=holdout,
-        alphas=tuple(float(a) for a in alphas),
-        seed=seed,
-        solver=solver,
-        cca_reg=cca_reg,
-        chunk_rows=chunk_rows,
-        precision=precision,
-        sketch_above=sketch_above,
-        sketch_columns=sketch_columns,
-        sketch_power=sketch_power,
-        classify=tuple(feature_set(c) for c in classify or ()),
-        transfer=transfer,
-        retrieval=retrieval,
-        retrieval_rows=retrieval_rows,
-        logistic=logistic,
-        logistic_c=logistic_c,
-        random_features=random_features,
-        rff_gamma=rff_gamma,
-    )
-    return fit_config(
-        dataset,
-        config,
-        out=out,
-        client=client,
-        storage_options=storage_options,
-        results_storage_options=results_storage_options,
-        plan=plan,
-    )
-
-
-def fit_config(
-    dataset: str | os.PathLike[str] | Dataset,
-    config: FitConfig,
-    *,
-    out: str | os.PathLike[str] | None = None,
-    client: object | None = None,
-    storage_options: StorageOptions | None = None,
-    results_storage_options: StorageOptions | None = None,
-    plan: FoldPlan | None = None,
-) -> FitResult:
-    """:func:`fit` with a ready :class:`FitConfig` (and optionally a fold plan of your own).
-
-    The steps below are public so that an orchestrator (flows/) can run them one by one.
-    """
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[step] = round(now - clock, 4)
-        clock = now
-
-    prepared = prepare(
-        dataset,
-        config,
-        storage_options=storage_options,
-        plan=plan,
-        out=out,
-        results_storage_options=results_storage_options,
-        client=client,
-    )
-    # From here on the run exists in the results store (status "running", proven writable);
-    # an error or SIGTERM/SIGINT marks it failed, only the last write marks it complete.
-    with (
-        stop_signals_raise(),
-        run_writer(
-            out,
-            dataset=prepared.dataset.url,
-            config=config.to_json(),
-            storage_options=results_storage_options,
-        ) as writer,
-    ):
-        lap("prepare")
-        if wide_modalities(prepared):
-            prepared = sketch_pass(prepared, client=client)
-            lap("sketch_pass")
-        stats = statistics_pass(prepared, client=client)
-        lap("statistics_pass")
-        models = fit_models(prepared, stats, client=client)
-        lap("models")
-        pairs = evaluate(prepared, stats, models)
-        lap("evaluate")
-        tasks = cross_modal(prepared, stats, models, pairs, client=client)
-        if config.scoring:
-            lap("scoring_pass")
-        nonlinear = random_feature_maps(prepared, models, client=client)
-        if config.random_features:
-            lap("random_features_pass")
-        result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
-        if writer is None:
-            return result
-        written = writer.complete(result)
-        lap("write")
-        return written
 
 
 def check_output(
