@@ -117,7 +117,7 @@ StorageOpt = Annotated[
 
 
 def _print_json(obj: Any) -> None:
-    from mmpipe.engine import to_json
+    from mmpipe.jsonable import to_json
 
     typer.echo(json.dumps(to_json(obj), indent=2))
 

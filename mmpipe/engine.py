@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -885,16 +884,3 @@ def assemble(
         random_features=nonlinear or [],
         reductions=dict(prepared.dataset.arrays.reductions),
     )
-
-
-def to_json(value: Any) -> Any:
-    """Make numpy scalars/arrays JSON-serializable (for attributes and --json output)."""
-    return json.loads(json.dumps(value, default=_default))
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")

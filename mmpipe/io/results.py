@@ -76,6 +76,7 @@ from mmpipe.io.locations import (
     is_results_attrs,
 )
 from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
+from mmpipe.jsonable import to_json
 
 if TYPE_CHECKING:
     from mmpipe.engine import FitResult
@@ -416,8 +417,6 @@ def run_writer(
 
 
 def _json(value: Any) -> Any:
-    from mmpipe.engine import to_json
-
     return to_json(value)
 
 
