@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import zarr
+import zarr.storage
+from helpers import CountingStore
 from typer.testing import CliRunner
 
 import mmpipe
+import mmpipe.io.dataset
 from mmpipe.cli import app
 from mmpipe.errors import DatasetError, MmpipeError, StoreNotFoundError
 from mmpipe.io.dataset import check_folds, open_dataset, write_dataset
@@ -71,8 +76,87 @@ def test_store_chunks_split_across_columns_are_merged(tmp_path: Path) -> None:
     g.create_array("modalities/b", data=np.ones((40, 2)), chunks=(12, 2))
     ds = open_dataset(tmp_path / "d.zarr")
     assert ds.modalities["a"].chunks[1] == (10,)
-    # The default block is a multiple of both store row chunks (8 and 12): no chunk read twice.
-    assert ds.row_chunks[0] % 24 == 0 or ds.row_chunks == (40,)
+    assert ds.modalities["b"].chunks[1] == (2,)
+    # 40 rows of 12 float64 columns are far below the 64 MiB block: one block of every row
+    # (the rule for larger stores is tested below).
+    assert ds.row_chunks == (40,)
+    np.testing.assert_array_equal(ds.modalities["a"].compute(), np.ones((40, 10)))
+
+
+# The rule, from open_dataset's docstring: by default a row block is a multiple of the store's
+# row chunks (so no store chunk is read by two blocks) of about 64 MiB of float64 rows, all
+# modalities side by side. Expected blocks are worked out by hand below.
+BLOCK_BYTES = 64 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("chunks", "widths", "every_chunk_divides", "expected"),
+    [
+        # lcm(8, 12) = 24; 1020 columns are 8160 bytes a row, 8224.1 rows fill 64 MiB, and
+        # the largest multiple of 24 not over that is 342 × 24 = 8208 (of 12 alone: 8220).
+        ((8, 12), (1000, 20), True, 8208),
+        # lcm(4, 6, 10) = 60; 8000 columns are 64000 bytes a row, 1048.6 rows fill 64 MiB:
+        # 17 × 60 = 1020 (of 10 alone: 1040).
+        ((4, 6, 10), (3000, 3000, 2000), True, 1020),
+        # lcm(97, 101) = 9797 rows, 97 times the largest chunk: not worth it, a multiple of
+        # the largest store chunk instead: 81 × 101 = 8181 rows fill 64 MiB.
+        ((97, 101), (1000, 24), False, 8181),
+        # One lcm (15000 rows of 160 kB) is already over 64 MiB: one lcm, never smaller.
+        ((5000, 3000), (10_000, 10_000), True, 15_000),
+    ],
+)
+def test_default_row_block_is_a_multiple_of_the_store_chunks(
+    tmp_path: Path,
+    chunks: tuple[int, ...],
+    widths: tuple[int, ...],
+    every_chunk_divides: bool,
+    expected: int,
+) -> None:
+    n = 100_003
+    g = zarr.open_group(tmp_path / "d.zarr", mode="w")
+    for i, (rows, width) in enumerate(zip(chunks, widths, strict=True)):
+        # Metadata only (no chunk written): opening reads none, so the store can be large.
+        g.create_array(f"modalities/m{i}", shape=(n, width), chunks=(rows, width), dtype="f8")
+    row_chunks = open_dataset(tmp_path / "d.zarr").row_chunks
+    block = row_chunks[0]
+    assert block == expected
+    assert sum(row_chunks) == n
+    assert set(row_chunks[:-1]) == {block}
+    assert 0 < row_chunks[-1] <= block
+    # The same rule, stated as properties of the block.
+    unit = math.lcm(*chunks) if every_chunk_divides else max(chunks)
+    assert all(block % c == 0 for c in chunks) is every_chunk_divides
+    assert block % unit == 0
+    row_bytes = 8 * sum(widths)
+    assert block == unit or block * row_bytes <= BLOCK_BYTES  # about 64 MiB, not more ...
+    assert (block + unit) * row_bytes > BLOCK_BYTES  # ... and the largest such multiple
+
+
+def test_default_row_blocks_read_every_store_chunk_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    g = zarr.open_group(tmp_path / "d.zarr", mode="w")
+    g.create_array("modalities/a", data=rng.random((200, 3)), chunks=(8, 3))
+    g.create_array("modalities/b", data=rng.random((200, 2)), chunks=(12, 2))
+    # With 64 MiB these 200 rows are one block. A target of 40 rows of 5 float64 columns
+    # gives several blocks, whose boundaries must fall on both store chunkings: 24 rows (40
+    # would cut chunks of b, 36 = 3 × 12 chunks of a).
+    monkeypatch.setattr(mmpipe.io.dataset, "TARGET_BLOCK_BYTES", 40 * 5 * 8)
+
+    def chunk_reads(chunk_rows: int | None) -> tuple[tuple[int, ...], dict[str, int]]:
+        store = CountingStore(zarr.storage.LocalStore(tmp_path / "d.zarr", read_only=True))
+        ds = open_dataset(store, chunk_rows=chunk_rows)
+        dask.compute(*ds.modalities.values(), scheduler="sync")
+        return ds.row_chunks, {k: v for k, v in store.reads.items() if "/c/" in k}
+
+    row_chunks, reads = chunk_reads(None)
+    assert row_chunks == (24,) * 8 + (8,)
+    assert len(reads) == 25 + 17  # every chunk of a (8 rows) and of b (12 rows) ...
+    assert set(reads.values()) == {1}  # ... read once
+    # The count does see a chunk cut by a block boundary (50 is no multiple of 8 or 12).
+    _, cut = chunk_reads(50)
+    assert max(cut.values()) == 2
 
 
 def _group(tmp_path: Path) -> zarr.Group:
