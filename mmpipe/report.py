@@ -9,8 +9,8 @@ same dict, and a summary read back from JSON (a flow run on another machine) ren
 
 Cells are formatted once, here (:class:`Table`); renderers only lay them out. The rows given
 to Prefect's table artifacts keep numbers (rounded to 6 digits) so the UI can sort them.
-``SECTIONS`` (tables) and ``LINES`` (log lines) are keyed by kind of result: a task that
-renders itself registers its functions there.
+``SECTIONS`` (the tables, in order) and ``LINES`` (log lines by kind of result) are the
+registries a task that renders itself adds its functions to.
 """
 
 from __future__ import annotations
