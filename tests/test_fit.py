@@ -8,9 +8,14 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.linalg
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.cross_decomposition import CCA
+from sklearn.datasets import load_linnerud
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error, r2_score
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mmpipe
@@ -74,9 +79,62 @@ def test_oracle_final_models(fitted: FitResult, small_views: Views) -> None:
         ridge = Ridge(alpha=alpha, solver="svd").fit(ts, tt)
         assert rel(models.ridge.coef_[a], ridge.coef_.T) < 1e-6
         np.testing.assert_allclose(models.ridge.intercept_[a], ridge.intercept_, atol=1e-9)
-    # Chosen α: best mean validation R².
-    assert pair.alpha_index == int(np.argmax(pair.r2.mean(axis=0)))
     assert fitted.modalities["m0"].pca.n_components_ == 4
+
+
+def target_scores_r2(estimator: TransformedTargetRegressor, x: np.ndarray, y: np.ndarray) -> float:
+    """R² of the predicted target PCA scores against the target's scores of the same rows,
+    that PCA being the one fitted on the training rows of the split."""
+    return float(r2_score(estimator.transformer_.transform(y), estimator.regressor_.predict(x)))
+
+
+def test_alpha_choice_equals_gridsearchcv(fitted: FitResult, small_views: Views) -> None:
+    """mmpipe picks α by the best mean validation R² of the target's PCA scores (its scaler and
+    PCA refitted on each training split). A GridSearchCV of Pipeline(scaler, PCA, Ridge) on
+    the raw target columns would score another quantity, so the target goes through a
+    TransformedTargetRegressor (scaler and PCA fitted on the training rows' targets only) and
+    the scorer compares in that PCA's coordinates instead of inverse-transforming back."""
+    views, _ = small_views
+    k = {"m0": 4, "m1": 3, "m2": 3}
+    plan = fitted.plan
+    test_fold = np.full(plan.assignment.size, -1)
+    for split in range(plan.n_splits):
+        validation = plan.validation_mask(split)
+        # PredefinedSplit trains on every row outside the split's validation rows.
+        np.testing.assert_array_equal(plan.train_mask(split), ~validation)
+        test_fold[validation] = split
+    chosen = set()
+    for pair in fitted.pairs:
+        search = GridSearchCV(
+            TransformedTargetRegressor(
+                regressor=Pipeline(
+                    [
+                        ("scale", StandardScaler()),
+                        ("pca", PCA(k[pair.source], svd_solver="covariance_eigh")),
+                        ("ridge", Ridge(solver="svd")),
+                    ]
+                ),
+                transformer=Pipeline(
+                    [
+                        ("scale", StandardScaler()),
+                        ("pca", PCA(k[pair.target], svd_solver="covariance_eigh")),
+                    ]
+                ),
+                check_inverse=False,  # a PCA of fewer components has no exact inverse
+            ),
+            {"regressor__ridge__alpha": list(ALPHAS)},
+            scoring=target_scores_r2,
+            cv=PredefinedSplit(test_fold),
+            refit=False,
+        ).fit(views[pair.source], views[pair.target])
+        assert pair.alpha_index == search.best_index_, (pair.source, pair.target)
+        assert pair.alpha == ALPHAS[search.best_index_]
+        np.testing.assert_allclose(
+            pair.r2.mean(axis=0), search.cv_results_["mean_test_score"], rtol=1e-6
+        )
+        chosen.add(pair.alpha_index)
+    # The grid has an inside optimum: neither the first nor the last α everywhere.
+    assert chosen - {0, len(ALPHAS) - 1}
 
 
 def test_procrustes_matches_scipy(small_store: str, small_views: Views) -> None:
@@ -88,7 +146,47 @@ def test_procrustes_matches_scipy(small_store: str, small_views: Views) -> None:
     np.testing.assert_allclose(result.pairs[0].models.procrustes.coef_, r, atol=1e-8)
 
 
-def test_cca_matches_whitening_svd(small_store: str, small_views: Views) -> None:
+# R's cancor(linnerud exercise, physiological), as published to four decimals.
+LINNERUD_CANCOR = (0.7956, 0.2006, 0.0726)
+
+
+def test_cca_on_linnerud_equals_published_values_and_sklearn(tmp_path: Path) -> None:
+    exercise, physiological = load_linnerud(return_X_y=True)
+    url = write_dataset(tmp_path / "l.zarr", {"exercise": exercise, "physiological": physiological})
+    # Every component kept: CCA of the PCA scores is CCA of the columns (an invertible map).
+    result = mmpipe.fit(
+        url, pairs=["exercise:physiological"], components=3, alphas=(1.0,), folds=4, cca_reg=0.0
+    )
+    models = result.pairs[0].models
+    cca = models.cca
+    np.testing.assert_allclose(cca.correlations_, LINNERUD_CANCOR, atol=5e-5)
+    # scikit-learn's CCA (iterated NIPALS with deflation, not an SVD) finds the same
+    # correlations and, up to scale and sign, the same canonical variates.
+    reference = CCA(n_components=3, max_iter=10_000, tol=1e-14).fit(exercise, physiological)
+    x_ref, y_ref = reference.transform(exercise, physiological)
+    u_s, u_t = cca.transform(
+        models.source_pca.transform(exercise), models.target_pca.transform(physiological)
+    )
+    for j in range(3):
+        assert cca.correlations_[j] == pytest.approx(
+            np.corrcoef(x_ref[:, j], y_ref[:, j])[0, 1], rel=1e-6
+        )
+        assert abs(np.corrcoef(u_s[:, j], x_ref[:, j])[0, 1]) == pytest.approx(1, abs=1e-8)
+        assert abs(np.corrcoef(u_t[:, j], y_ref[:, j])[0, 1]) == pytest.approx(1, abs=1e-8)
+    # The definition: variates of unit variance, uncorrelated but for each pair (j, j).
+    joint = np.cov(np.hstack([u_s, u_t]), rowvar=False)
+    expected = np.block(
+        [[np.eye(3), np.diag(cca.correlations_)], [np.diag(cca.correlations_), np.eye(3)]]
+    )
+    np.testing.assert_allclose(joint, expected, atol=1e-8)
+
+
+def test_regularized_cca_equals_generalized_eigenproblem(
+    small_store: str, small_views: Views
+) -> None:
+    """With C = G / (n − 1) + reg · I on each side, the source weights a solve
+    Cst Ctt⁻¹ Cts a = ρ² Css a with aᵀ Css a = 1, and b = Ctt⁻¹ Cts a / ρ: solved by
+    scipy.linalg.eigh as a generalized symmetric eigenproblem, no whitening, no SVD."""
     views, _ = small_views
     reg = 0.01
     result = mmpipe.fit(
@@ -97,20 +195,21 @@ def test_cca_matches_whitening_svd(small_store: str, small_views: Views) -> None
     cca = result.pairs[0].models.cca
     _, _, (ts,) = sk_scores(views["m0"], [], 4)
     _, _, (tt,) = sk_scores(views["m1"], [], 3)
-    n = ts.shape[0]
-    ts, tt = ts - ts.mean(0), tt - tt.mean(0)
-    css = ts.T @ ts / (n - 1) + reg * np.eye(4)
-    ctt = tt.T @ tt / (n - 1) + reg * np.eye(3)
-    cst = ts.T @ tt / (n - 1)
-    ws = np.real(scipy.linalg.inv(scipy.linalg.sqrtm(css)))
-    wt = np.real(scipy.linalg.inv(scipy.linalg.sqrtm(ctt)))
-    u, s, vt = np.linalg.svd(ws @ cst @ wt)
-    np.testing.assert_allclose(cca.correlations_, s[:3], rtol=1e-8)
-    a, b = ws @ u[:, :3], wt @ vt[:3].T
+    joint = np.cov(np.hstack([ts, tt]), rowvar=False)
+    css = joint[:4, :4] + reg * np.eye(4)
+    ctt = joint[4:, 4:] + reg * np.eye(3)
+    cst = joint[:4, 4:]
+    values, vectors = scipy.linalg.eigh(cst @ np.linalg.solve(ctt, cst.T), css)
+    order = np.argsort(values)[::-1][:3]  # 4 source directions, only 3 with ρ > 0
+    rho = np.sqrt(values[order])
+    a = vectors[:, order]
+    b = np.linalg.solve(ctt, cst.T @ a) / rho
+    np.testing.assert_allclose(cca.correlations_, rho, rtol=1e-8)
     signs = np.sign(np.sum(a * cca.source_weights_, axis=0))
     np.testing.assert_allclose(cca.source_weights_, a * signs, atol=1e-8)
     np.testing.assert_allclose(cca.target_weights_, b * signs, atol=1e-8)
     # The canonical variates have exactly those (regularized) correlations on the training rows.
+    ts, tt = ts - ts.mean(0), tt - tt.mean(0)
     u_s, u_t = cca.transform(ts + cca.source_mean_, tt + cca.target_mean_)
     corr = [np.corrcoef(u_s[:, j], u_t[:, j])[0, 1] for j in range(3)]
     assert np.all(np.asarray(corr) >= cca.correlations_ - 1e-6)
