@@ -22,6 +22,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.tasks import exponential_backoff
 
 from flows.console import hide_tracebacks
+from mmpipe import report
 from mmpipe.cluster import choose, dask_client
 from mmpipe.config import RunConfig
 from mmpipe.engine import (
@@ -134,15 +135,7 @@ def run_evaluate(
 ) -> list[PairResult]:
     pairs = evaluate(prepared, stats, models)
     for p in pairs:
-        s = p.summary()
-        get_run_logger().info(
-            "%s → %s: CV R² %.4f, MSE %.4g at α=%g",
-            p.source,
-            p.target,
-            s["cv"]["r2"],
-            s["cv"]["mse"],
-            p.alpha,
-        )
+        get_run_logger().info(report.line("pairs", p.summary()))
     return pairs
 
 
@@ -156,44 +149,11 @@ def run_scoring_pass(
 ) -> CrossModal:
     tasks = cross_modal(prepared, stats, models, pairs, client=client)
     logger = get_run_logger()
-    for c in tasks.classify:
-        cv = c.summary()["cv"]
-        logger.info(
-            "classify from %s: CV accuracy %.4f (chance %.4f) at α=%g",
-            c.name,
-            cv["accuracy"],
-            cv["chance"],
-            c.alpha,
-        )
-    for t in tasks.transfer:
-        s = t.summary()
-        logger.info(
-            "transfer %s → %s: CV accuracy %.4f (target's own %.4f) at α=%g",
-            t.source,
-            t.target,
-            s["cv"]["accuracy"],
-            s["target_cv"]["accuracy"],
-            t.alpha,
-        )
-    for lr in tasks.logistic:
-        cv = lr.summary()["cv"]
-        logger.info(
-            "logistic regression from %s: CV accuracy %.4f at C=%g (%d L-BFGS passes)",
-            lr.name,
-            cv["accuracy"],
-            lr.C,
-            lr.passes,
-        )
-    for r in tasks.retrieval:
-        s = r.summary()
-        logger.info(
-            "retrieval %s → %s: recall@1 %.3f (→), %.3f (←), median rank %g (→)",
-            r.source,
-            r.target,
-            s["source_to_target"]["recall@1"],
-            s["target_to_source"]["recall@1"],
-            s["source_to_target"]["median_rank"],
-        )
+    done: dict[str, list[Any]] = {"classify": tasks.classify, "transfer": tasks.transfer}
+    done |= {"logistic": tasks.logistic, "retrieval": tasks.retrieval}
+    for kind, results in done.items():
+        for one in results:
+            logger.info(report.line(kind, one.summary()))
     return tasks
 
 
@@ -203,15 +163,7 @@ def run_random_features(
 ) -> list[RandomFeatureResult]:
     maps = random_feature_maps(prepared, models, client=client)
     for rf in maps:
-        get_run_logger().info(
-            "non-linear %s → %s: CV R² %.4f with %d random features (γ=%.3g) at α=%g",
-            rf.source,
-            rf.target,
-            rf.summary()["cv"]["r2"],
-            rf.features.n_features,
-            rf.features.gamma,
-            rf.alpha,
-        )
+        get_run_logger().info(report.line("random_features", rf.summary()))
     return maps
 
 
@@ -238,51 +190,18 @@ def write_results(result: FitResult, writer: RunWriter) -> FitResult:
     return written
 
 
-def _task_row(task: str, features: str, alpha: float, cv: dict[str, Any]) -> dict[str, Any]:
-    """One row of the tasks artifact: CV metric means at the chosen penalty."""
-    metrics = {k: round(v, 6) for k, v in cv.items() if k != "accuracy_folds"}
-    return {"task": task, "features": features, "alpha": alpha} | metrics
-
-
 def publish_artifact(result: FitResult) -> None:
-    """A table of the pairs with their CV metrics and chosen α, and where results went."""
-    rows = [
-        {
-            "source": p.source,
-            "target": p.target,
-            "rows": p.rows,
-            "alpha": p.alpha,
-            "cv_r2": round(float(p.r2[:, p.alpha_index].mean()), 6),
-            "cv_mse": round(float(p.mse[:, p.alpha_index].mean()), 6),
-            "procrustes_r2": round(float(p.procrustes_r2.mean()), 6),
-            "cca_rho1": round(float(p.models.cca.correlations_[0]), 6),
-        }
-        for p in result.pairs
-    ]
-    where = result.results or "(not written: no results location)"
+    """The fit's tables as Prefect artifacts: pairs and tasks as tables, everything as Markdown
+    with where the results went."""
+    summary = result.summary()
+    where = report.where(summary)
     create_table_artifact(
         key="mmpipe-fit-pairs",
-        table=rows,
+        table=report.pair_rows(summary),
         description=f"mmpipe fit of {result.dataset}, run {result.run_id}; results: {where}",
     )
-    if result.classify or result.transfer or result.retrieval:
-        task_rows = [
-            _task_row("classify", c.name, c.alpha, c.summary()["cv"]) for c in result.classify
-        ]
-        task_rows += [
-            _task_row("logistic", lr.name, 1.0 / lr.C, lr.summary()["cv"]) for lr in result.logistic
-        ]
-        for t in result.transfer:
-            s = t.summary()
-            row = _task_row("transfer", f"{t.source} → {t.target}", t.alpha, s["cv"])
-            task_rows.append(row | {"target_accuracy": round(s["target_cv"]["accuracy"], 6)})
-        for r in result.retrieval:
-            s = r.summary()
-            row = _task_row("retrieval", f"{r.source} → {r.target}", r.map_alpha, {})
-            row |= {f"{k} →": round(v, 6) for k, v in s["source_to_target"].items()}
-            task_rows.append(
-                row | {f"{k} ←": round(v, 6) for k, v in s["target_to_source"].items()}
-            )
+    task_rows = report.task_rows(summary)
+    if task_rows:
         create_table_artifact(
             key="mmpipe-fit-tasks",
             table=task_rows,
@@ -290,9 +209,8 @@ def publish_artifact(result: FitResult) -> None:
         )
     create_markdown_artifact(
         key="mmpipe-fit-results",
-        markdown=f"**mmpipe run** `{result.run_id}`\n\n- dataset: `{result.dataset}`\n"
-        f"- results: `{where}`\n- plan: {result.plan.describe()}\n",
-        description="Where the results of this run were written",
+        markdown=report.markdown(report.tables(summary), lead=report.markdown_heading(summary)),
+        description="Where the results of this run were written, and its tables",
     )
 
 

@@ -458,107 +458,22 @@ def fit(
     size = mmpipe.open_dataset(store, storage_options=options).nbytes
     with dask_client(spec, input_bytes=size) as client:
         result = mmpipe.fit(store, client=client, **kwargs)
+    summary = result.summary()
     if as_json:
-        _print_json(result.summary())
+        _print_json(summary)
         return
-    print_fit(result)
+    print_fit(summary)
 
 
-def print_fit(result: Any) -> None:
-    import numpy as np
+def print_fit(summary: dict[str, Any], unwritten: str = "no --out") -> None:
+    """The fit's tables and where the run went, from its summary (``FitResult.summary()``)."""
     from rich.console import Console
-    from rich.table import Table
+
+    from mmpipe import report
 
     console = Console()
-    plan = result.plan.describe()
-    table = Table(
-        title=f"{result.dataset}: {result.n_rows} rows, {plan['kind']} "
-        f"({plan['n_splits']} split{'s' if plan['n_splits'] > 1 else ''})"
-    )
-    for col in (
-        "source → target",
-        "rows",
-        "k",
-        "α",
-        "CV R²",
-        "CV MSE",
-        "Procrustes R²",
-        "CCA ρ₁ (val)",
-    ):
-        table.add_column(col, justify="right")
-    for p in result.pairs:
-        s = p.summary()
-        r2 = p.r2[:, p.alpha_index]
-        table.add_row(
-            f"{p.source} → {p.target}",
-            str(p.rows),
-            "{}→{}".format(*s["components"]),
-            f"{p.alpha:g}",
-            f"{r2.mean():.4f} ± {r2.std():.4f}",
-            f"{s['cv']['mse']:.4g}",
-            f"{s['procrustes']['r2']:.4f}",
-            f"{s['cca_validation'][0]:.3f}" if s["cca_validation"] else "-",
-        )
-    console.print(table)
-    if result.random_features:
-        nonlinear = Table(title="Non-linear maps: ridge on random Fourier features")
-        for col in ("source → target", "D", "γ", "α", "CV R²", "linear CV R²"):
-            nonlinear.add_column(col, justify="right")
-        for rf in result.random_features:
-            s = rf.summary()
-            linear = result.pair(rf.source, rf.target).summary()["cv"]["r2"]
-            nonlinear.add_row(
-                f"{rf.source} → {rf.target}", str(s["features"]), f"{s['gamma']:.3g}",
-                f"{rf.alpha:g}", f"{s['cv']['r2']:.4f}", f"{linear:.4f}",
-            )  # fmt: skip
-        console.print(nonlinear)
-    if result.classify:
-        tasks = Table(title="Classification from PCA scores (ridge classifier, logistic)")
-        for col in ("features", "penalty", "accuracy", "balanced acc.", "macro F1", "chance"):
-            tasks.add_column(col, justify="right")
-        metrics = ("accuracy", "balanced_accuracy", "macro_f1", "chance")
-        for c in result.classify:
-            cv = c.summary()["cv"]
-            tasks.add_row(c.name, f"α={c.alpha:g}", *(f"{cv[k]:.4f}" for k in metrics))
-        for lr in result.logistic:
-            cv = lr.summary()["cv"]
-            tasks.add_row(
-                f"{lr.name} (logistic)", f"C={lr.C:g}", *(f"{cv[k]:.4f}" for k in metrics)
-            )
-        console.print(tasks)
-    if result.transfer:
-        moved = Table(title="Transfer: target's classifier on source mapped through W")
-        for col in ("source → target", "α", "accuracy", "target's own", "chance"):
-            moved.add_column(col, justify="right")
-        for t in result.transfer:
-            s = t.summary()
-            moved.add_row(
-                f"{t.source} → {t.target}",
-                f"{t.alpha:g}",
-                f"{s['cv']['accuracy']:.4f}",
-                f"{s['target_cv']['accuracy']:.4f}",
-                f"{s['cv']['chance']:.4f}",
-            )
-        console.print(moved)
-    if result.retrieval:
-        found = Table(title="Retrieval: source mapped through W ranks the target's rows (cosine)")
-        for col in ("source → target", "rows/split", "R@1 →", "R@10 →", "med. rank →",
-                    "R@1 ←", "R@10 ←", "med. rank ←"):  # fmt: skip
-            found.add_column(col, justify="right")
-        for r in result.retrieval:
-            s = r.summary()
-            fw, bw = s["source_to_target"], s["target_to_source"]
-            found.add_row(
-                f"{r.source} → {r.target}",
-                f"{np.mean(s['rows_per_split']):.0f}",
-                f"{fw['recall@1']:.3f}", f"{fw['recall@10']:.3f}", f"{fw['median_rank']:g}",
-                f"{bw['recall@1']:.3f}", f"{bw['recall@10']:.3f}", f"{bw['median_rank']:g}",
-            )  # fmt: skip
-        console.print(found)
-    console.print(
-        f"run {result.run_id}"
-        + (f" written to {result.results}" if result.results else " (not written: no --out)")
-    )
+    report.render_rich(report.tables(summary), console)
+    console.print(report.run_line(summary, unwritten), markup=False, highlight=False)
 
 
 config_app = typer.Typer(help="The run config used by `mmpipe run`.", no_args_is_help=True)
@@ -624,11 +539,7 @@ def run(
     if as_json:
         _print_json(summary)
     else:
-        for p in summary["pairs"]:
-            typer.echo(
-                f"{p['source']} → {p['target']}: CV R² {p['cv']['r2']:.4f} (α={p['alpha']:g})"
-            )
-        typer.echo(f"run {summary['run_id']}: {summary['results'] or 'not written'}")
+        print_fit(summary, unwritten="no results in the run config")
 
 
 @app.command()
