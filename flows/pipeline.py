@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
+import time
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -25,26 +26,10 @@ from flows.console import hide_tracebacks
 from mmpipe import report
 from mmpipe.cluster import choose, dask_client
 from mmpipe.config import RunConfig
-from mmpipe.engine import (
-    CrossModal,
-    FitResult,
-    FittedModels,
-    PairResult,
-    Prepared,
-    assemble,
-    cross_modal,
-    evaluate,
-    fit_models,
-    prepare,
-    random_feature_maps,
-    sketch_pass,
-    statistics_pass,
-    wide_modalities,
-)
+from mmpipe.engine import FitResult, Prepared, prepare
 from mmpipe.errors import ClusterError, MmpipeError, RunInterrupted
 from mmpipe.io.results import RunWriter, new_run_id
-from mmpipe.nonlinear import RandomFeatureResult
-from mmpipe.stats.blocked import PassStatistics
+from mmpipe.steps import STEPS, FitState, Step, run_steps
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -101,70 +86,24 @@ def open_and_validate(config: RunConfig) -> Prepared:
     return prepared
 
 
-@task(name="sketch-pass", tags=["mmpipe", "dask"], **COMPUTE)
-def run_sketch_pass(prepared: Prepared, client: Any) -> Prepared:
-    wide = wide_modalities(prepared)
-    reduced = sketch_pass(prepared, client=client)
-    get_run_logger().info(
-        "Wide modalities reduced to sketch coordinates: %s",
-        ", ".join(f"{n} {prepared.dataset.widths[n]} -> {q} columns" for n, q in wide.items()),
-    )
-    return reduced
+def _step_task(step: Step) -> Any:
+    """The Prefect task of one step of mmpipe.steps.STEPS: the step's work, then its lines."""
+
+    def run(state: FitState, client: Any) -> FitState:
+        after = step.run(state, client)
+        for text in step.says(state, after):
+            get_run_logger().info(text)
+        return after
+
+    return task(name=step.name.replace("_", "-"), tags=["mmpipe"], **COMPUTE)(run)
 
 
-@task(name="statistics-pass", tags=["mmpipe", "dask"], **COMPUTE)
-def run_statistics_pass(prepared: Prepared, client: Any) -> PassStatistics:
-    stats = statistics_pass(prepared, client=client)
-    get_run_logger().info(
-        "One pass over %d rows in %d blocks: %d (fold, mask pattern) groups",
-        stats.n_rows,
-        len(prepared.dataset.row_chunks),
-        len(stats.groups),
-    )
-    return stats
+STEP_TASKS = {step.name: _step_task(step) for step in STEPS}
+"""One task per step, made from the library's list: the flow has no list of its own."""
 
 
-@task(name="fit-models", tags=["mmpipe"], **COMPUTE)
-def run_fit_models(prepared: Prepared, stats: PassStatistics, client: Any) -> FittedModels:
-    return fit_models(prepared, stats, client=client)
-
-
-@task(name="evaluate", tags=["mmpipe"], **COMPUTE)
-def run_evaluate(
-    prepared: Prepared, stats: PassStatistics, models: FittedModels
-) -> list[PairResult]:
-    pairs = evaluate(prepared, stats, models)
-    for p in pairs:
-        get_run_logger().info(report.line("pairs", p.summary()))
-    return pairs
-
-
-@task(name="scoring-pass", tags=["mmpipe", "dask"], **COMPUTE)
-def run_scoring_pass(
-    prepared: Prepared,
-    stats: PassStatistics,
-    models: FittedModels,
-    pairs: list[PairResult],
-    client: Any,
-) -> CrossModal:
-    tasks = cross_modal(prepared, stats, models, pairs, client=client)
-    logger = get_run_logger()
-    done: dict[str, list[Any]] = {"classify": tasks.classify, "transfer": tasks.transfer}
-    done |= {"logistic": tasks.logistic, "retrieval": tasks.retrieval}
-    for kind, results in done.items():
-        for one in results:
-            logger.info(report.line(kind, one.summary()))
-    return tasks
-
-
-@task(name="random-features-pass", tags=["mmpipe", "dask"], **COMPUTE)
-def run_random_features(
-    prepared: Prepared, models: FittedModels, client: Any
-) -> list[RandomFeatureResult]:
-    maps = random_feature_maps(prepared, models, client=client)
-    for rf in maps:
-        get_run_logger().info(report.line("random_features", rf.summary()))
-    return maps
+def run_as_task(step: Step, state: FitState, client: Any) -> FitState:
+    return cast(FitState, STEP_TASKS[step.name](state, client))
 
 
 @task(name="begin-run", tags=["mmpipe", "storage"], **STORAGE)
@@ -229,41 +168,23 @@ CLUSTER_ATTEMPTS = 2
 """Times the flow runs its passes, each on a new client, when the cluster fails under them."""
 
 
-def compute_steps(prepared: Prepared, client: Any) -> tuple[Any, ...]:
-    """The passes and the models between them, as Prefect tasks, on one client."""
-    if wide_modalities(prepared):
-        prepared = run_sketch_pass(prepared, client)
-    stats = run_statistics_pass(prepared, client)
-    models = run_fit_models(prepared, stats, client)
-    pairs = run_evaluate(prepared, stats, models)
-    tasks = (
-        run_scoring_pass(prepared, stats, models, pairs, client)
-        if prepared.config.scoring
-        else CrossModal()
-    )
-    nonlinear = (
-        run_random_features(prepared, models, client) if prepared.config.random_features else []
-    )
-    return prepared, stats, models, pairs, tasks, nonlinear
-
-
 @flow(name="mmpipe-fit", log_prints=False, validate_parameters=True)
 def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
     logger = get_run_logger()
     _quiet_dask_logs()
+    start = time.perf_counter()
     prepared = open_and_validate(config)
+    opened = {"prepare": round(time.perf_counter() - start, 4)}
     writer = begin_run(prepared, config, new_run_id()) if config.results is not None else None
     try:
         spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
         logger.info("Computing on %s", spec.describe())
-        timings: dict[str, float] = {}
         for attempt in range(1, CLUSTER_ATTEMPTS + 1):
             try:
+                timings = dict(opened)
                 with dask_client(spec) as client:
-                    prepared, stats, models, pairs, tasks, nonlinear = compute_steps(
-                        prepared, client
-                    )
+                    state = run_steps(prepared, client, timings, runner=run_as_task)
                 break
             except ClusterError as exc:
                 # A client whose scheduler is gone stays dead: only a new one can take the
@@ -274,7 +195,7 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
                     "The cluster failed (%s); running the passes again on a new client "
                     "(attempt %d of %d)", exc, attempt + 1, CLUSTER_ATTEMPTS,
                 )  # fmt: skip
-        result = assemble(prepared, stats, models, pairs, timings, tasks, nonlinear)
+        result = state.result(timings)
         if writer is not None:
             result = write_results(result, writer)
     except BaseException as exc:

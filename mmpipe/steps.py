@@ -12,13 +12,14 @@ the :class:`FitState`.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from mmpipe import engine
+from mmpipe import engine, report
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.engine import (
     Components,
@@ -75,15 +76,55 @@ class Step:
     """One named step of a fit."""
 
     name: str
-    """Its key in the run's timings, and the name of its Prefect task."""
+    """Its key in the run's timings, and (with - for _) the name of its Prefect task."""
     run: Callable[[FitState, Any], FitState]
     """``run(state, client)``: the step's work (``client`` may be None: threads here)."""
     needed: Callable[[FitState], bool]
     """Whether this fit needs the step at all."""
+    says: Callable[[FitState, FitState], list[str]]
+    """``says(before, after)``: the log lines of the step once done (see mmpipe.report)."""
 
 
 def _always(state: FitState) -> bool:
     return True
+
+
+def _silent(before: FitState, after: FitState) -> list[str]:
+    return []
+
+
+def _sketch_says(before: FitState, after: FitState) -> list[str]:
+    widths = before.prepared.dataset.widths
+    wide = engine.wide_modalities(before.prepared)
+    reduced = ", ".join(f"{n} {widths[n]} -> {q} columns" for n, q in wide.items())
+    return [f"Wide modalities reduced to sketch coordinates: {reduced}"]
+
+
+def _statistics_says(before: FitState, after: FitState) -> list[str]:
+    stats = after.statistics()
+    blocks = len(after.prepared.dataset.row_chunks)
+    return [
+        f"One pass over {stats.n_rows} rows in {blocks} blocks: {len(stats.groups)} "
+        "(fold, mask pattern) groups"
+    ]
+
+
+def _evaluate_says(before: FitState, after: FitState) -> list[str]:
+    return [report.line("pairs", p.summary()) for p in after.pairs]
+
+
+def _scoring_says(before: FitState, after: FitState) -> list[str]:
+    done: dict[str, list[Any]] = {
+        "classify": after.tasks.classify,
+        "transfer": after.tasks.transfer,
+        "logistic": after.tasks.logistic,
+        "retrieval": after.tasks.retrieval,
+    }
+    return [report.line(kind, one.summary()) for kind, results in done.items() for one in results]
+
+
+def _random_features_says(before: FitState, after: FitState) -> list[str]:
+    return [report.line("random_features", rf.summary()) for rf in after.nonlinear]
 
 
 # The engine's functions are looked up on the module at call time, so that a test (or a user)
@@ -119,23 +160,31 @@ def _random_features(state: FitState, client: Any) -> FitState:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("sketch_pass", _sketch, lambda s: bool(engine.wide_modalities(s.prepared))),
-    Step("statistics_pass", _statistics, _always),
-    Step("models", _models, _always),
-    Step("evaluate", _evaluate, _always),
-    Step("scoring_pass", _scoring, lambda s: s.prepared.config.scoring),
+    Step("sketch_pass", _sketch, lambda s: bool(engine.wide_modalities(s.prepared)), _sketch_says),
+    Step("statistics_pass", _statistics, _always, _statistics_says),
+    Step("models", _models, _always, _silent),
+    Step("evaluate", _evaluate, _always, _evaluate_says),
+    Step("scoring_pass", _scoring, lambda s: s.prepared.config.scoring, _scoring_says),
     Step(
-        "random_features_pass", _random_features, lambda s: bool(s.prepared.config.random_features)
+        "random_features_pass",
+        _random_features,
+        lambda s: s.prepared.config.random_features > 0,
+        _random_features_says,
     ),
 )
 """Every step after ``prepare``, in order."""
 
 StepRunner = Callable[[Step, FitState, Any], FitState]
+log = logging.getLogger("mmpipe")
 
 
 def call_step(step: Step, state: FitState, client: Any) -> FitState:
-    """Run a step as a plain call (what :func:`fit` does)."""
-    return step.run(state, client)
+    """Run a step as a plain call (what :func:`fit` does); its lines go to the ``mmpipe``
+    logger (silent unless the application configures logging)."""
+    after = step.run(state, client)
+    for text in step.says(state, after):
+        log.info(text)
+    return after
 
 
 def run_steps(

@@ -10,6 +10,7 @@ import pytest
 
 import mmpipe
 from mmpipe.config import load_config
+from mmpipe.steps import STEPS
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,14 @@ def test_flow_local_cluster_equals_fit(
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts()
         keys = {a.key for a in artifact}
+        tasks = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs()}
     assert {"mmpipe-fit-pairs", "mmpipe-fit-tasks", "mmpipe-fit-results"} <= keys
+    # The flow ran one task per step of the library's list, and the run records their times.
+    steps = [s.name for s in STEPS if s.name != "sketch_pass"]
+    assert {name.replace("_", "-") for name in steps} <= tasks
+    timings = dict(run.attrs)["timings"]
+    assert set(steps) | {"prepare"} <= set(timings)
+    assert all(timings[name] >= 0 for name in steps)
 
 
 def test_flow_on_a_small_input_computes_in_process(

@@ -19,12 +19,11 @@ pytestmark = pytest.mark.slow
 # `mmpipe run`, whose statistics pass announces itself and waits to be signalled.
 PAUSED_RUN = """
 import sys, time
-import flows.pipeline
-from mmpipe import cli
+from mmpipe import cli, engine
 def paused(prepared, **kwargs):
     print("in-pass", flush=True)
     time.sleep(300)
-flows.pipeline.statistics_pass = paused
+engine.statistics_pass = paused
 sys.argv = ["mmpipe", "run", *sys.argv[1:]]
 cli.main()
 """
