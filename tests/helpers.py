@@ -47,3 +47,16 @@ def one_error_line(result: Any, code: int) -> str:
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.output
     return str(lines[0])
+
+
+def predefined_split(plan: Any) -> Any:
+    """scikit-learn's PredefinedSplit over the validation groups of a K-fold FoldPlan: split s
+    validates on ``plan.validation_mask(s)`` and trains on every other row (checked)."""
+    from sklearn.model_selection import PredefinedSplit
+
+    test_fold = np.full(plan.assignment.size, -1)
+    for split in range(plan.n_splits):
+        validation = plan.validation_mask(split)
+        np.testing.assert_array_equal(plan.train_mask(split), ~validation)
+        test_fold[validation] = split
+    return PredefinedSplit(test_fold)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import zarr.storage
-from helpers import CountingStore, make_views
+from helpers import CountingStore, make_views, predefined_split
+from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge, RidgeClassifier
 from sklearn.metrics import (
@@ -16,7 +18,10 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     confusion_matrix,
     f1_score,
+    make_scorer,
 )
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mmpipe
@@ -98,10 +103,78 @@ def test_classify_every_fold_and_alpha_equals_sklearn(tasks: tuple[FitResult, Vi
                 predicted = RidgeClassifier(alpha=alpha).fit(f_tr, labels[tr]).predict(f_va)
                 expected = confusion_matrix(labels[va], predicted, labels=range(4))
                 np.testing.assert_array_equal(task.confusion[split, a], expected)
-        mean_acc = task.confusion.trace(axis1=2, axis2=3).sum(0) / task.confusion.sum((0, 2, 3))
-        assert task.summary()["cv"]["accuracy"] <= 1.0
-        assert task.alpha in ALPHAS
-        assert mean_acc.shape == (len(ALPHAS),)
+
+
+def fused_scores(
+    features: tuple[str, ...], views: dict[str, np.ndarray], k: dict[str, int] = K
+) -> Any:
+    """The columns of ``features`` side by side, and a ColumnTransformer that scales each
+    modality and keeps its first K PCA scores (refitted on whatever rows it is fitted on)."""
+    widths = [views[n].shape[1] for n in features]
+    starts = np.cumsum([0, *widths])
+    scores = ColumnTransformer(
+        [
+            (n, make_pipeline(StandardScaler(), PCA(k[n], svd_solver="covariance_eigh")),
+             list(range(starts[i], starts[i + 1])))
+            for i, n in enumerate(features)
+        ]
+    )  # fmt: skip
+    return np.hstack([views[n] for n in features]), scores
+
+
+def classifier_search(
+    features: tuple[str, ...],
+    views: dict[str, np.ndarray],
+    labels: np.ndarray,
+    plan: Any,
+    k: dict[str, int] = K,
+    alphas: Sequence[float] = ALPHAS,
+) -> GridSearchCV:
+    """GridSearchCV over the fit's own folds: per-modality scaler and PCA, then
+    RidgeClassifier, each α scored by accuracy, balanced accuracy and macro F1."""
+    x, scores = fused_scores(features, views, k)
+    return GridSearchCV(
+        Pipeline([("scores", scores), ("ridge", RidgeClassifier())]),
+        {"ridge__alpha": [float(a) for a in alphas]},
+        scoring={
+            "accuracy": "accuracy",
+            "balanced_accuracy": "balanced_accuracy",
+            "macro_f1": make_scorer(f1_score, average="macro", zero_division=0),
+        },
+        refit="accuracy",
+        cv=predefined_split(plan),
+    ).fit(x, labels)
+
+
+def test_classify_alpha_choice_and_summary_equal_gridsearchcv(
+    tasks: tuple[FitResult, Views],
+) -> None:
+    result, (views, labels) = tasks
+    for task in result.classify:
+        search = classifier_search(task.features, views, labels, result.plan)
+        best = search.best_index_
+        # The chosen α: the best mean validation accuracy (the first of equals).
+        assert task.alpha_index == best, task.features
+        assert task.alpha == ALPHAS[best]
+        summary = task.summary()
+        np.testing.assert_allclose(
+            summary["accuracy_by_alpha"], search.cv_results_["mean_test_accuracy"], rtol=1e-12
+        )
+        for metric in ("accuracy", "balanced_accuracy", "macro_f1"):
+            assert summary["cv"][metric] == pytest.approx(
+                search.cv_results_[f"mean_test_{metric}"][best], rel=1e-12
+            ), metric
+        assert summary["cv"]["accuracy_folds"] == pytest.approx(
+            [search.cv_results_[f"split{s}_test_accuracy"][best] for s in range(4)], rel=1e-12
+        )
+        # The final classifier is refitted on every row at that α, as GridSearchCV refits.
+        x, _ = fused_scores(task.features, views)
+        ours = task.model.scores([views[n] for n in task.features])
+        np.testing.assert_array_equal(
+            task.model.model.predict_codes(ours, task.alpha_index),
+            search.best_estimator_.predict(x),
+        )
+    assert {t.alpha_index for t in result.classify} == {0, 1}  # the choice is not trivial
 
 
 def test_transfer_equals_sklearn(tasks: tuple[FitResult, Views]) -> None:
@@ -110,6 +183,7 @@ def test_transfer_equals_sklearn(tasks: tuple[FitResult, Views]) -> None:
         pair = result.pair(moved.source, moved.target)
         assert moved.map_alpha == pair.alpha
         xs, xt = views[moved.source], views[moved.target]
+        moved_accuracy = np.empty((result.plan.n_splits, len(ALPHAS)))
         for split in range(result.plan.n_splits):
             tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
             s_tr, s_va = sk_scores(xs[tr], xs[va], K[moved.source])
@@ -125,9 +199,40 @@ def test_transfer_equals_sklearn(tasks: tuple[FitResult, Views]) -> None:
                     moved.target_confusion[split, a],
                     confusion_matrix(labels[va], classifier.predict(t_va), labels=range(4)),
                 )
+                moved_accuracy[split, a] = accuracy_score(labels[va], classifier.predict(mapped))
+        # The classifier's α is chosen on the target's own validation rows, never on the
+        # transferred ones: GridSearchCV of the target alone over the same folds.
+        own = classifier_search((moved.target,), views, labels, result.plan)
+        assert moved.alpha_index == own.best_index_
+        best = own.best_index_
+        assert moved.summary()["target_cv"]["accuracy"] == pytest.approx(
+            own.cv_results_["mean_test_accuracy"][best], rel=1e-12
+        )
+        assert moved.summary()["cv"]["accuracy_folds"] == pytest.approx(
+            moved_accuracy[:, best].tolist(), rel=1e-12
+        )
+        assert moved.summary()["cv"]["accuracy"] == pytest.approx(
+            moved_accuracy[:, best].mean(), rel=1e-12
+        )
     summary = result.summary()
     assert {t["source"] for t in summary["transfer"]} == {"m1", "m0"}
     assert set(summary["transfer"][0]["cv"]) >= {"accuracy", "balanced_accuracy", "macro_f1"}
+
+
+def test_transfer_alpha_is_chosen_on_the_targets_own_rows(
+    tasks: tuple[FitResult, Views], tmp_path: Path
+) -> None:
+    _, (views, labels) = tasks
+    store = mmpipe.write_dataset(tmp_path / "t.zarr", views, labels=labels, chunk_rows=64)
+    result = mmpipe.fit(
+        store, pairs=["m2:m0"], components=K, alphas=ALPHAS, folds=4, seed=2, transfer=True
+    )
+    (moved,) = result.transfer
+    own = classifier_search(("m0",), views, labels, result.plan)
+    assert moved.alpha_index == own.best_index_ == 0
+    # On these rows the transferred accuracy would choose another α (the largest).
+    transferred = np.trace(moved.confusion, axis1=2, axis2=3) / moved.confusion.sum(axis=(2, 3))
+    assert int(np.argmax(transferred.mean(axis=0))) == 2
 
 
 def test_final_classifier_equals_sklearn_on_all_rows(tasks: tuple[FitResult, Views]) -> None:
@@ -248,7 +353,7 @@ def test_written_to_the_results_store(small_store: str, tmp_path: Path) -> None:
     )
 
 
-def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
+def test_cli_and_config(small_store: str, small_views: Views, tmp_path: Path) -> None:
     import json
 
     from typer.testing import CliRunner
@@ -267,6 +372,25 @@ def test_cli_and_config(small_store: str, tmp_path: Path) -> None:
     assert len(info["classify"][0]["cv"]["accuracy_folds"]) == 3
     assert info["transfer"][0]["source"] == "m0"
     assert "target_cv" in info["transfer"][0]
+    # The flags are the same fit as the Python API's keywords: every task's numbers equal.
+    api = mmpipe.fit(
+        small_store, components=2, folds=3, pairs=["m0:m1"], classify=["m0", "m1+m2"],
+        transfer=True, retrieval=True, retrieval_rows=40, logistic=True, random_features=16,
+    )  # fmt: skip
+    expected = json.loads(json.dumps(api.summary(), default=lambda v: v.tolist()))
+    for task in ("pairs", "classify", "transfer", "retrieval", "logistic", "random_features"):
+        assert info[task] == expected[task], task
+    # ... and the classification numbers are scikit-learn's on the same folds.
+    views, labels = small_views
+    for task, found in zip(api.classify, info["classify"], strict=True):
+        search = classifier_search(
+            task.features, views, labels, api.plan, dict.fromkeys(views, 2), task.alphas
+        )
+        assert found["alpha"] == task.alphas[search.best_index_]
+        assert found["cv"]["accuracy_folds"] == pytest.approx(
+            [search.cv_results_[f"split{s}_test_accuracy"][search.best_index_] for s in range(3)],
+            rel=1e-12,
+        )
     table = CliRunner().invoke(app, args)
     assert "Classification" in table.stdout
     assert "Transfer" in table.stdout
