@@ -60,3 +60,57 @@ def predefined_split(plan: Any) -> Any:
         np.testing.assert_array_equal(plan.train_mask(split), ~validation)
         test_fold[validation] = split
     return PredefinedSplit(test_fold)
+
+
+def _target_scores_r2(estimator: Any, x: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import r2_score
+
+    return float(r2_score(estimator.transformer_.transform(y), estimator.regressor_.predict(x)))
+
+
+def _target_scores_mse(estimator: Any, x: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import mean_squared_error
+
+    t = estimator.transformer_.transform(y)
+    return float(mean_squared_error(t, estimator.regressor_.predict(x)))
+
+
+def ridge_search(
+    source: np.ndarray,
+    target: np.ndarray,
+    k_source: int,
+    k_target: int,
+    alphas: Any,
+    plan: Any,
+) -> Any:
+    """GridSearchCV over a fit's K-fold plan of what mmpipe scores for a pair: Ridge from the
+    source's first ``k_source`` PCA scores to the target's first ``k_target`` PCA scores, both
+    scalers and PCAs fitted on each split's training rows.
+
+    mmpipe's R² and MSE compare predicted and true target *PCA scores*. A Pipeline(scaler,
+    PCA, Ridge) on the raw target columns would score another quantity, so the target goes
+    through a TransformedTargetRegressor (its scaler and PCA fitted on the training rows'
+    targets only) and the scorers compare in that PCA's coordinates, never inverse-
+    transforming back. ``cv_results_`` holds "r2" and "mse" per split and α (the MSE as is,
+    not negated: only R² chooses); ``best_index_`` is the α of best mean R²."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    estimator = TransformedTargetRegressor(
+        regressor=make_pipeline(
+            StandardScaler(), PCA(k_source, svd_solver="covariance_eigh"), Ridge(solver="svd")
+        ),
+        transformer=make_pipeline(StandardScaler(), PCA(k_target, svd_solver="covariance_eigh")),
+        check_inverse=False,  # a PCA of fewer components has no exact inverse
+    )
+    return GridSearchCV(
+        estimator,
+        {"regressor__ridge__alpha": [float(a) for a in alphas]},
+        scoring={"r2": _target_scores_r2, "mse": _target_scores_mse},
+        refit="r2",
+        cv=predefined_split(plan),
+    ).fit(source, target)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ridge_search
 from typer.testing import CliRunner
 
 import mmpipe
 from mmpipe.cli import app
 
+Views = tuple[dict[str, np.ndarray], np.ndarray]
+ALPHAS = (0.1, 1.0, 10.0)
 
-def test_fit_json_contract(small_store: str, tmp_path: Path) -> None:
+
+def test_fit_json_contract(small_store: str, small_views: Views, tmp_path: Path) -> None:
     out = tmp_path / "r.zarr"
     result = CliRunner().invoke(
         app,
@@ -44,16 +49,28 @@ def test_fit_json_contract(small_store: str, tmp_path: Path) -> None:
     assert info["run_id"] in info["results"]
     assert [(p["source"], p["target"]) for p in info["pairs"]] == [("m0", "m1"), ("m2", "m0")]
     p = info["pairs"][0]
-    assert p["alpha"] in (0.1, 1.0, 10.0)
     assert len(p["cv"]["r2_folds"]) == 4
     assert len(p["cv"]["mse_folds"]) == 4
     assert p["cv"]["r2"] == pytest.approx(sum(p["cv"]["r2_folds"]) / 4)
     assert len(p["cca"]) == 3
-    # Same numbers as the Python API with the same settings.
+    # Same numbers as the Python API with the same settings: the flags are the keywords.
     api = mmpipe.fit(
-        small_store, pairs=["m0:m1"], components=3, folds=4, alphas=(0.1, 1, 10), seed=5
+        small_store, pairs=["m0:m1", "m2:m0"], components=3, folds=4, alphas=(0.1, 1, 10), seed=5
     )
-    assert p["cv"]["r2"] == pytest.approx(api.pairs[0].summary()["cv"]["r2"], rel=1e-12)
+    expected = json.loads(json.dumps(api.summary(), default=lambda v: v.tolist()))
+    assert info["plan"] == expected["plan"]
+    assert info["pairs"] == expected["pairs"]
+    # And they are scikit-learn's over the same folds: α chosen by GridSearchCV, the chosen
+    # α's R² and MSE in each fold, the mean R² of every α.
+    views, _ = small_views
+    for p, pair in zip(info["pairs"], api.pairs, strict=True):
+        search = ridge_search(views[pair.source], views[pair.target], 3, 3, ALPHAS, api.plan)
+        best = search.best_index_
+        assert p["alpha"] == ALPHAS[best]
+        assert p["r2_by_alpha"] == pytest.approx(search.cv_results_["mean_test_r2"], rel=1e-6)
+        for metric in ("r2", "mse"):
+            folds = [search.cv_results_[f"split{s}_test_{metric}"][best] for s in range(4)]
+            assert p["cv"][f"{metric}_folds"] == pytest.approx(folds, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +100,15 @@ def test_fit_table_output_and_runs(small_store: str, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "m0 → m1" in result.stdout
+    for source, target in itertools.permutations(["m0", "m1", "m2"], 2):
+        assert f"{source} → {target}" in result.stdout
     listing = runner.invoke(app, ["runs", out])
     assert "complete" in listing.stdout
+    # The one run in the store is complete, and both outputs name it.
+    (run,) = mmpipe.list_runs(out)
+    assert run["status"] == "complete"
+    assert run["run_id"] in result.stdout
+    assert run["run_id"] in listing.stdout
 
 
 @pytest.mark.slow

@@ -8,15 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.linalg
-from helpers import predefined_split
-from sklearn.compose import TransformedTargetRegressor
+from helpers import ridge_search
 from sklearn.cross_decomposition import CCA
 from sklearn.datasets import load_linnerud
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error, r2_score
-from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mmpipe
@@ -83,48 +80,25 @@ def test_oracle_final_models(fitted: FitResult, small_views: Views) -> None:
     assert fitted.modalities["m0"].pca.n_components_ == 4
 
 
-def target_scores_r2(estimator: TransformedTargetRegressor, x: np.ndarray, y: np.ndarray) -> float:
-    """R² of the predicted target PCA scores against the target's scores of the same rows,
-    that PCA being the one fitted on the training rows of the split."""
-    return float(r2_score(estimator.transformer_.transform(y), estimator.regressor_.predict(x)))
-
-
 def test_alpha_choice_equals_gridsearchcv(fitted: FitResult, small_views: Views) -> None:
     """mmpipe picks α by the best mean validation R² of the target's PCA scores (its scaler and
-    PCA refitted on each training split). A GridSearchCV of Pipeline(scaler, PCA, Ridge) on
-    the raw target columns would score another quantity, so the target goes through a
-    TransformedTargetRegressor (scaler and PCA fitted on the training rows' targets only) and
-    the scorer compares in that PCA's coordinates instead of inverse-transforming back."""
+    PCA refitted on each training split): GridSearchCV + PredefinedSplit over the same folds,
+    scoring that same quantity (see helpers.ridge_search for why not the raw targets)."""
     views, _ = small_views
     k = {"m0": 4, "m1": 3, "m2": 3}
     chosen = set()
     for pair in fitted.pairs:
-        search = GridSearchCV(
-            TransformedTargetRegressor(
-                regressor=Pipeline(
-                    [
-                        ("scale", StandardScaler()),
-                        ("pca", PCA(k[pair.source], svd_solver="covariance_eigh")),
-                        ("ridge", Ridge(solver="svd")),
-                    ]
-                ),
-                transformer=Pipeline(
-                    [
-                        ("scale", StandardScaler()),
-                        ("pca", PCA(k[pair.target], svd_solver="covariance_eigh")),
-                    ]
-                ),
-                check_inverse=False,  # a PCA of fewer components has no exact inverse
-            ),
-            {"regressor__ridge__alpha": list(ALPHAS)},
-            scoring=target_scores_r2,
-            cv=predefined_split(fitted.plan),
-            refit=False,
-        ).fit(views[pair.source], views[pair.target])
+        search = ridge_search(
+            views[pair.source], views[pair.target], k[pair.source], k[pair.target], ALPHAS,
+            fitted.plan,
+        )  # fmt: skip
         assert pair.alpha_index == search.best_index_, (pair.source, pair.target)
         assert pair.alpha == ALPHAS[search.best_index_]
         np.testing.assert_allclose(
-            pair.r2.mean(axis=0), search.cv_results_["mean_test_score"], rtol=1e-6
+            pair.r2.mean(axis=0), search.cv_results_["mean_test_r2"], rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            pair.mse.mean(axis=0), search.cv_results_["mean_test_mse"], rtol=1e-6
         )
         chosen.add(pair.alpha_index)
     # The grid has an inside optimum: neither the first nor the last α everywhere.
