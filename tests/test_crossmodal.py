@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.stats
 import zarr.storage
 from helpers import CountingStore, make_views, predefined_split
 from sklearn.compose import ColumnTransformer
@@ -441,6 +442,7 @@ def test_retrieval_equals_brute_force_sklearn(small_store: str, small_views: Vie
     )  # fmt: skip
     (found,) = result.retrieval
     pair = result.pair("m0", "m1")
+    expected: dict[str, list[np.ndarray]] = {"forward": [], "backward": []}
     for split, ranks in enumerate(found.ranks):
         tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
         np.testing.assert_array_equal(ranks.rows, np.flatnonzero(va))
@@ -450,8 +452,20 @@ def test_retrieval_equals_brute_force_sklearn(small_store: str, small_views: Vie
         forward, backward = brute_force_ranks(mapped, t_va)
         np.testing.assert_array_equal(ranks.forward, forward)
         np.testing.assert_array_equal(ranks.backward, backward)
+        expected["forward"].append(forward)
+        expected["backward"].append(backward)
     summary = result.summary()["retrieval"][0]
     assert set(summary["source_to_target"]) == {"recall@1", "recall@5", "recall@10", "median_rank"}
+    # Each metric is the mean over the splits of that split's metric of the brute-force ranks.
+    for key, direction in (("source_to_target", "forward"), ("target_to_source", "backward")):
+        per_split = expected[direction]
+        for k in (1, 5, 10):
+            assert summary[key][f"recall@{k}"] == pytest.approx(
+                np.mean([np.mean(r <= k) for r in per_split]), rel=1e-12
+            )
+        assert summary[key]["median_rank"] == pytest.approx(
+            np.mean([np.median(r) for r in per_split]), rel=1e-12
+        )
     assert summary["rows_per_split"] == [int(v.size) for v in (r.rows for r in found.ranks)]
 
 
@@ -509,6 +523,16 @@ def test_random_features_equal_sklearn_rbfsampler(small_store: str, small_views:
     )
     (found,) = result.random_features
     assert found.features.weights_.shape == (K["m0"], 48)
+    # The features are drawn from RBFSampler's laws: weights N(0, 2γ), offsets U(0, 2π)
+    # (Kolmogorov-Smirnov; the draw is seeded, so this is no flaky test). 192 draws catch a
+    # wrong scale or range, not another law of the same variance.
+    gamma = found.features.gamma
+    weights = found.features.weights_.ravel()
+    assert scipy.stats.kstest(weights, "norm", args=(0, np.sqrt(2 * gamma))).pvalue > 1e-3
+    # 192 draws: their variance is 2γ to within about ±10 % (one standard deviation).
+    assert 0.7 < np.mean(weights**2) / (2 * gamma) < 1.4
+    offsets = found.features.offsets_
+    assert scipy.stats.kstest(offsets, "uniform", args=(0, 2 * np.pi)).pvalue > 1e-3
     for split in range(result.plan.n_splits):
         tr, va = result.plan.train_mask(split), result.plan.validation_mask(split)
         s_tr, s_va = sk_scores(views["m0"][tr], views["m0"][va], K["m0"])
