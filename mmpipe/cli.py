@@ -12,7 +12,7 @@ import click
 import typer
 
 from mmpipe.cluster import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SCHEDULER_TIMEOUT
-from mmpipe.errors import ConfigError, MmpipeError
+from mmpipe.errors import ConfigError, MissingDependencyError, MmpipeError
 from mmpipe.signals import stop_signals_raise
 
 app = typer.Typer(
@@ -501,6 +501,24 @@ def config_check(
     typer.echo(json.dumps(config.model_dump(), indent=2))
 
 
+ORCHESTRATOR_GROUP = "mmpipe.orchestrators"
+"""Entry-point group through which an orchestrator offers `mmpipe run`: the library does not
+import its orchestration (flows/ is built on top of mmpipe, never the other way round)."""
+
+
+def orchestrator(name: str = "prefect") -> Any:
+    """The ``run_flow(config, tracebacks=...)`` function registered under ``name``."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ORCHESTRATOR_GROUP, name=name)
+    if not found:
+        raise MissingDependencyError(
+            f"mmpipe run needs the {name!r} orchestrator, which is not installed: install "
+            "mmpipe with its flows (pip install -e . from the repository)."
+        )
+    return next(iter(found)).load()
+
+
 @app.command()
 @handled
 def run(
@@ -532,8 +550,7 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from flows.pipeline import run_flow
-
+    run_flow = orchestrator()
     with stop_signals_raise():
         summary = run_flow(config, tracebacks=debugging())
     if as_json:

@@ -74,3 +74,12 @@ def test_unknown_storage_option_exits_2() -> None:
     )
     line = one_error_line(result, 2)
     assert "storage option 'bogus' is not accepted" in line
+
+
+def test_run_without_an_orchestrator_is_one_clear_error() -> None:
+    from mmpipe.cli import orchestrator
+    from mmpipe.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match="'airflow' orchestrator, which is not"):
+        orchestrator("airflow")
+    assert orchestrator("prefect").__name__ == "run_flow"  # the flows/ package registers it

@@ -114,3 +114,20 @@ def test_lower_layers_do_not_import_higher_ones(
         if module == layer or module.startswith(layer + "."):
             bad = sorted(i for i in imports if i.startswith(must_not_import))
             assert not bad, f"{module} imports {bad}"
+
+
+def test_the_library_never_imports_its_orchestration() -> None:
+    flows = Path(__file__).resolve().parents[1] / "flows"
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            assert not any(n.split(".")[0] in ("flows", "prefect") for n in names), path
+    assert (flows / "pipeline.py").exists()
