@@ -217,6 +217,7 @@ def inspect(
     if as_json:
         _print_json(info)
         return
+    from dask.utils import format_bytes
     from rich.console import Console
     from rich.table import Table
 
@@ -230,8 +231,8 @@ def inspect(
             " × ".join(map(str, m["shape"])),
             m["dtype"],
             " × ".join(map(str, m["chunks"])),
-            _size(m["bytes"]),
-            _size(m["stored_bytes"]),
+            format_bytes(m["bytes"]),
+            format_bytes(m["stored_bytes"]),
         )
     console.print(table)
     if info["labels"]:
@@ -242,14 +243,6 @@ def inspect(
     for name, m in info["masks"].items():
         console.print(f"mask {name}: {m['present']} present ({m['present_fraction']:.1%})")
     console.print(f"ids: {info['ids']['dtype'] if info['ids'] else 'none'}")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
 
 
 @app.command()
