@@ -25,7 +25,7 @@ from mmpipe.errors import (
     StorageError,
     StoreNotFoundError,
 )
-from mmpipe.io.secrets import resolve_references
+from mmpipe.io.secrets import is_secret_name, resolve_references
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -87,7 +87,6 @@ take with all its retries before it fails with StorageError. ``MMPIPE_STORAGE_DE
 overrides it (``0``: no deadline)."""
 DEADLINE_ENV = "MMPIPE_STORAGE_DEADLINE"
 _RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
-_SECRET_WORDS = ("key", "secret", "token", "password", "credential", "sas")
 _NOT_FOUND = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 _UNREACHABLE = frozenset(
     {
@@ -191,7 +190,7 @@ def _secrets(options: Any) -> Iterable[str]:
     """Every credential-looking string value in (nested) storage options."""
     if isinstance(options, dict):
         for name, value in options.items():
-            if isinstance(value, str) and any(w in str(name).lower() for w in _SECRET_WORDS):
+            if isinstance(value, str) and is_secret_name(str(name)):
                 if len(value) >= 4:
                     yield value
             else:
