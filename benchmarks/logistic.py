@@ -38,9 +38,8 @@ def mmpipe_fit(x: np.ndarray, y: np.ndarray, train: np.ndarray, classes: int, cl
     ]
     # The scores held on the workers, one future per block and part.
     blocks = [tuple(client.scatter(list(part))) for part in parts]
-    fit = fit_stacked_logistic(
-        blocks, 1, x.shape[1], classes, np.array([train.sum()]), C=1.0, client=client
-    )
+    with client.as_current():
+        fit = fit_stacked_logistic(blocks, 1, x.shape[1], classes, np.array([train.sum()]), C=1.0)
     return fit
 
 

@@ -24,7 +24,7 @@ from prefect.tasks import exponential_backoff
 
 from flows.console import hide_tracebacks
 from mmpipe import report
-from mmpipe.cluster import choose, dask_client
+from mmpipe.cluster import choose, dask_client, using
 from mmpipe.config import RunConfig
 from mmpipe.engine import FitResult, Prepared, prepare
 from mmpipe.errors import ClusterError, MmpipeError, RunInterrupted
@@ -90,7 +90,8 @@ def _step_task(step: Step) -> Any:
     """The Prefect task of one step of mmpipe.steps.STEPS: the step's work, then its lines."""
 
     def run(state: FitState, client: Any) -> FitState:
-        after = step.run(state, client)
+        with using(client):  # the task may run in a thread of its own: enter it here
+            after = step.run(state)
         for text in step.says(state, after):
             get_run_logger().info(text)
         return after

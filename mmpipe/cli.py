@@ -168,10 +168,10 @@ def synth(
     )
     options = parse_options(storage_option)
     if address:
-        from mmpipe.cluster import ClusterSpec, dask_client
+        from mmpipe.cluster import ClusterSpec, dask_client, using
 
-        with dask_client(ClusterSpec(address=address)) as client:
-            synthesize(out, spec, storage_options=options, client=client)
+        with dask_client(ClusterSpec(address=address)) as client, using(client):
+            synthesize(out, spec, storage_options=options)
     else:
         synthesize(out, spec, storage_options=options)
     typer.echo(f"wrote {rows} rows × {widths} to {out}")

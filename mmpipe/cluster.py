@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 import weakref
 from collections.abc import Iterator
@@ -450,13 +451,40 @@ def embedding_data() -> Iterator[None]:
         yield
 
 
-def compute_on(graph: Any, client: Any | None) -> Any:
-    """Compute a delayed result on ``client`` if given, else on the current Dask scheduler.
+def current_client() -> Any | None:
+    """The run's client: the one made current at the entry point (``fit`` and the flow enter
+    ``client.as_current()``), else distributed's default client, else None (threads here).
+
+    The passes never take a client argument: the caller chooses it once."""
+    if "distributed" not in sys.modules:  # no client can exist; don't pay for the import
+        return None
+    from distributed import Client
+
+    try:
+        return Client.current(allow_global=True)
+    except ValueError:
+        return None
+
+
+@contextmanager
+def using(client: Any | None) -> Iterator[None]:
+    """Make ``client`` the run's client (:func:`current_client`) inside this; None: leave
+    the choice as it is."""
+    if client is None:
+        yield
+        return
+    with client.as_current():
+        yield
+
+
+def compute_pass(graph: Any) -> Any:
+    """Compute a delayed result on the run's client (:func:`current_client`), else on threads.
 
     Every pass computes through here. On a client the wait is watched (:func:`result`): a
     scheduler that stops answering or goes away ends the pass with ClusterError within the
     client's scheduler timeout; a lost worker only costs the recomputation of what it held.
     """
+    client = current_client()
     if client is not None:
         with embedding_data(), cluster_failures(client):
             future = client.compute(graph)
@@ -465,3 +493,15 @@ def compute_on(graph: Any, client: Any | None) -> Any:
 
     (computed,) = dask.compute(graph)
     return computed
+
+
+def persist_pass(parts: list[Any]) -> list[Any]:
+    """Persist delayed results on the run's client (kept, with their graph, on the workers;
+    a lost worker's part is recomputed), else in this process."""
+    client = current_client()
+    if client is not None:
+        with embedding_data(), cluster_failures(client):
+            return list(client.persist(parts))
+    import dask
+
+    return list(dask.persist(*parts))

@@ -474,7 +474,6 @@ def prepare(
     plan: FoldPlan | None = None,
     out: str | os.PathLike[str] | None = None,
     results_storage_options: StorageOptions | None = None,
-    client: object | None = None,
 ) -> Prepared:
     """Check the results location, open and validate the dataset and config, make the plan.
 
@@ -515,7 +514,7 @@ def wide_modalities(prepared: Prepared) -> dict[str, int]:
     return out
 
 
-def sketch_pass(prepared: Prepared, *, client: object | None = None) -> Prepared:
+def sketch_pass(prepared: Prepared) -> Prepared:
     """Reduce the wide modalities to their sketch coordinates (1 + sketch_power passes over
     them); every later step sees q columns for each."""
     reductions = reduce_wide(
@@ -523,12 +522,11 @@ def sketch_pass(prepared: Prepared, *, client: object | None = None) -> Prepared
         wide_modalities(prepared),
         power_iterations=prepared.config.sketch_power,
         seed=prepared.config.seed,
-        client=client,
     )
     return replace(prepared, dataset=prepared.dataset.reduced(reductions))
 
 
-def statistics_pass(prepared: Prepared, *, client: object | None = None) -> PassStatistics:
+def statistics_pass(prepared: Prepared) -> PassStatistics:
     """The one pass over the data; stops on NaN/inf with counts per modality."""
     ds = prepared.dataset
     stats = compute_statistics(
@@ -537,7 +535,6 @@ def statistics_pass(prepared: Prepared, *, client: object | None = None) -> Pass
         prepared.names,
         prepared.labels,
         precision=prepared.config.precision,
-        client=client,
     )
     bad = {n: c for n, c in stats.nonfinite.items() if c}
     if bad:
@@ -558,9 +555,7 @@ def statistics_pass(prepared: Prepared, *, client: object | None = None) -> Pass
     return stats
 
 
-def fit_models(
-    prepared: Prepared, stats: PassStatistics, *, client: object | None = None
-) -> FittedModels:
+def fit_models(prepared: Prepared, stats: PassStatistics) -> FittedModels:
     """Every model of every split and the final ones, from the statistics.
 
     With ``solver="tsqr"`` the ridge maps are re-solved by TSQR in one more pass.
@@ -624,7 +619,7 @@ def fit_models(
             (p[0], p[1], s, m) for (s, p), m in split_models.items()
         ]
         jobs += [(p[0], p[1], None, m) for p, m in final_models.items()]
-        coefs = tsqr_ridge(ds, plan, jobs, config.alphas, client=client)
+        coefs = tsqr_ridge(ds, plan, jobs, config.alphas)
         for (_, _, _, m), coef in zip(jobs, coefs, strict=True):
             m.ridge.coef_ = coef
             # Training scores are centered by construction, so the intercept is zero.
@@ -681,8 +676,6 @@ def cross_modal(
     stats: PassStatistics,
     models: FittedModels,
     pairs: list[PairResult],
-    *,
-    client: object | None = None,
 ) -> CrossModal:
     """Classifiers from the statistics (and logistic regression on held scores), then one
     scoring pass for every prediction of every task, split and α."""
@@ -711,12 +704,10 @@ def cross_modal(
     if config.logistic and codes is not None:
         for features, fitted in classifiers.items():
             offsets, bases = stacked_affine(fitted)
-            held = hold_scores(
-                prepared.dataset, plan, features, codes, offsets, bases, client=client
-            )
+            held = hold_scores(prepared.dataset, plan, features, codes, offsets, bases)
             logistic_fits[features] = fit_stacked_logistic(
                 held.blocks, held.n_models, held.k, n_classes, held.n_train,
-                C=config.logistic_c, client=client,
+                C=config.logistic_c,
             )  # fmt: skip
             scorers.append(
                 logistic_scorer(
@@ -765,9 +756,7 @@ def cross_modal(
                 )
             )
 
-    scored = run_scoring_pass(
-        prepared.dataset, plan, codes, n_classes, scorers, embedders, client=client
-    )
+    scored = run_scoring_pass(prepared.dataset, plan, codes, n_classes, scorers, embedders)
     confusion = scored.confusions
     alphas = np.asarray(config.alphas)
 
@@ -833,9 +822,7 @@ def cross_modal(
     return CrossModal(classify, transfer, retrieval, logistic)
 
 
-def random_feature_maps(
-    prepared: Prepared, models: FittedModels, *, client: object | None = None
-) -> list[RandomFeatureResult]:
+def random_feature_maps(prepared: Prepared, models: FittedModels) -> list[RandomFeatureResult]:
     """Ridge on random Fourier features of the source scores, every pair (when asked)."""
     config = prepared.config
     if not config.random_features:
@@ -850,7 +837,6 @@ def random_feature_maps(
         gamma=config.rff_gamma,
         alphas=config.alphas,
         seed=config.seed,
-        client=client,
     )
 
 

@@ -82,7 +82,6 @@ def fit_random_features(
     gamma: float | None,
     alphas: Sequence[float],
     seed: int,
-    client: object | None = None,
 ) -> list[RandomFeatureResult]:
     """One pass for every pair; the ridge path and validation metrics from its statistics."""
     jobs = []
@@ -102,7 +101,7 @@ def fit_random_features(
                 features=RandomFourierFeatures(n_features, g, seed).fit(k),
             )
         )
-    stats = feature_statistics(ds, plan, jobs, client=client)
+    stats = feature_statistics(ds, plan, jobs)
     results = []
     every_group = range(plan.n_groups)
     for job, pair in zip(jobs, pairs, strict=True):

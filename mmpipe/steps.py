@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mmpipe import engine, report
+from mmpipe.cluster import using
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
 from mmpipe.engine import (
     Components,
@@ -77,8 +78,8 @@ class Step:
 
     name: str
     """Its key in the run's timings, and (with - for _) the name of its Prefect task."""
-    run: Callable[[FitState, Any], FitState]
-    """``run(state, client)``: the step's work (``client`` may be None: threads here)."""
+    run: Callable[[FitState], FitState]
+    """``run(state)``: the step's work, on the run's client (:func:`mmpipe.cluster.using`)."""
     needed: Callable[[FitState], bool]
     """Whether this fit needs the step at all."""
     says: Callable[[FitState, FitState], list[str]]
@@ -129,33 +130,31 @@ def _random_features_says(before: FitState, after: FitState) -> list[str]:
 
 # The engine's functions are looked up on the module at call time, so that a test (or a user)
 # that replaces one, e.g. to pause a pass, replaces it for every runner.
-def _sketch(state: FitState, client: Any) -> FitState:
-    return replace(state, prepared=engine.sketch_pass(state.prepared, client=client))
+def _sketch(state: FitState) -> FitState:
+    return replace(state, prepared=engine.sketch_pass(state.prepared))
 
 
-def _statistics(state: FitState, client: Any) -> FitState:
-    return replace(state, stats=engine.statistics_pass(state.prepared, client=client))
+def _statistics(state: FitState) -> FitState:
+    return replace(state, stats=engine.statistics_pass(state.prepared))
 
 
-def _models(state: FitState, client: Any) -> FitState:
-    models = engine.fit_models(state.prepared, state.statistics(), client=client)
+def _models(state: FitState) -> FitState:
+    models = engine.fit_models(state.prepared, state.statistics())
     return replace(state, models=models)
 
 
-def _evaluate(state: FitState, client: Any) -> FitState:
+def _evaluate(state: FitState) -> FitState:
     pairs = engine.evaluate(state.prepared, state.statistics(), state.fitted())
     return replace(state, pairs=pairs)
 
 
-def _scoring(state: FitState, client: Any) -> FitState:
-    tasks = engine.cross_modal(
-        state.prepared, state.statistics(), state.fitted(), state.pairs, client=client
-    )
+def _scoring(state: FitState) -> FitState:
+    tasks = engine.cross_modal(state.prepared, state.statistics(), state.fitted(), state.pairs)
     return replace(state, tasks=tasks)
 
 
-def _random_features(state: FitState, client: Any) -> FitState:
-    maps = engine.random_feature_maps(state.prepared, state.fitted(), client=client)
+def _random_features(state: FitState) -> FitState:
+    maps = engine.random_feature_maps(state.prepared, state.fitted())
     return replace(state, nonlinear=maps)
 
 
@@ -179,9 +178,10 @@ log = logging.getLogger("mmpipe")
 
 
 def call_step(step: Step, state: FitState, client: Any) -> FitState:
-    """Run a step as a plain call (what :func:`fit` does); its lines go to the ``mmpipe``
-    logger (silent unless the application configures logging)."""
-    after = step.run(state, client)
+    """Run a step as a plain call on ``client`` (what :func:`fit` does); its lines go to the
+    ``mmpipe`` logger (silent unless the application configures logging)."""
+    with using(client):
+        after = step.run(state)
     for text in step.says(state, after):
         log.info(text)
     return after
@@ -317,7 +317,6 @@ def fit_config(
         plan=plan,
         out=out,
         results_storage_options=results_storage_options,
-        client=client,
     )
     timings = {"prepare": round(time.perf_counter() - start, 4)}
     # From here on the run exists in the results store (status "running", proven writable);

@@ -16,10 +16,11 @@ from mmpipe.cluster import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_SCHEDULER_TIMEOUT,
     ClusterSpec,
-    compute_on,
+    compute_pass,
     dask_client,
     resolve,
     scheduler_timeout,
+    using,
 )
 from mmpipe.config import load_config
 from mmpipe.errors import ClusterError, ConfigError
@@ -51,8 +52,8 @@ def _fails(error: BaseException) -> None:
 @pytest.mark.parametrize("error", [TimeoutError("slow store"), OSError("disk"), KeyError("k")])
 def test_a_tasks_own_error_passes_through_the_watch(local_client: Any, error: Exception) -> None:
     # A task's TimeoutError is not the watch's own wait timing out: raised as it is, at once.
-    with pytest.raises(type(error), match=str(error.args[0])):
-        compute_on(delayed(_fails)(error), local_client)
+    with pytest.raises(type(error), match=str(error.args[0])), using(local_client):
+        compute_pass(delayed(_fails)(error))
 
 
 @pytest.mark.slow  # the session's LocalCluster: real worker processes
@@ -61,7 +62,8 @@ def test_clients_made_by_mmpipe_carry_their_scheduler_timeout(local_client: Any)
     address = local_client.scheduler.address
     with dask_client(ClusterSpec(address=address, scheduler_timeout=12)) as client:
         assert scheduler_timeout(client) == 12
-        assert compute_on(delayed(sum)([1, 2]), client) == 3
+        with using(client):
+            assert compute_pass(delayed(sum)([1, 2])) == 3
 
 
 @pytest.mark.slow  # the session's LocalCluster: real worker processes
@@ -69,8 +71,8 @@ def test_a_closed_client_is_a_cluster_error(local_client: Any) -> None:
     # What a retried pass meets when its client lost the scheduler for good.
     with dask_client(ClusterSpec(address=local_client.scheduler.address)) as client:
         client.close()
-        with pytest.raises(ClusterError, match="is closed"):
-            compute_on(delayed(sum)([1, 2]), client)
+        with pytest.raises(ClusterError, match="is closed"), using(client):
+            compute_pass(delayed(sum)([1, 2]))
 
 
 def _connect(spec: ClusterSpec, limit: float) -> tuple[BaseException | None, float]:
@@ -115,3 +117,14 @@ def test_a_peer_that_never_answers_fails_in_bounded_time() -> None:
     assert isinstance(error, ClusterError)
     assert f"cannot reach the Dask scheduler at {address} within 1 s" in str(error)
     assert took < 1 + 10
+
+
+@pytest.mark.slow  # the session's LocalCluster: real worker processes
+def test_passes_compute_on_the_client_chosen_at_the_entry_point(local_client: Any) -> None:
+    import os
+
+    here = os.getpid()
+    assert compute_pass(delayed(os.getpid)()) == here  # no client chosen: threads here
+    with using(local_client):
+        assert compute_pass(delayed(os.getpid)()) != here  # a worker process
+    assert compute_pass(delayed(os.getpid)()) == here  # the choice ends with the block

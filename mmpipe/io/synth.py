@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 from dask.delayed import delayed
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.errors import bad_parameter
 from mmpipe.io.dataset import (
     IDS,
@@ -189,12 +189,12 @@ def synthesize(
     spec: SynthSpec,
     *,
     storage_options: StorageOptions | None = None,
-    client: object | None = None,
 ) -> str:
     """Write a synthetic dataset to ``out`` (local path or fsspec URL); returns ``out``.
 
-    Chunks are generated and written in parallel on the current Dask scheduler (or
-    ``client``); nothing larger than a chunk is held in memory.
+    Chunks are generated and written in parallel on the run's client
+    (:func:`mmpipe.cluster.current_client`) or threads; nothing larger than a chunk is held
+    in memory.
     """
     spec.validate()
     truth = ground_truth(spec)
@@ -251,7 +251,7 @@ def synthesize(
     add(IDS, _lazy(spec, "ids", 0, None, np.dtype(np.int64), truth), ["row"])
 
     stored = da.store(sources, targets, lock=False, compute=False)  # type: ignore[arg-type]
-    compute_on(delayed(stored), client)  # one graph, watched like every pass
+    compute_pass(delayed(stored))  # one graph, watched like every pass
     return os.fspath(out)
 
 

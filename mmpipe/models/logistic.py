@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from dask.delayed import delayed
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.errors import bad_parameter
 from mmpipe.stats.blocked import tree_reduce
 
@@ -90,7 +90,6 @@ def fit_stacked_logistic(
     C: float = 1.0,
     tol: float = 1e-6,
     max_iter: int = 500,
-    client: object | None = None,
 ) -> LogisticFit:
     """L-BFGS over delayed (scores, codes, train) blocks that live on the cluster."""
     if not C > 0:
@@ -106,7 +105,7 @@ def fit_stacked_logistic(
         passes += 1
         task = delayed(block_loss_grad, pure=True)
         parts = [task(s, c, t, theta, n_models, k, n_classes) for s, c, t in blocks]
-        total = compute_on(tree_reduce(parts, _sum, 8), client)
+        total = compute_pass(tree_reduce(parts, _sum, 8))
         losses, grad = total[:n_models], total[n_models:].reshape(n_models, k + 1, n_classes)
         params = theta.reshape(n_models, k + 1, n_classes)
         ridge = penalty_mask * params / C

@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import delayed
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.pair import PairModels
 from mmpipe.stats.folds import FoldPlan
@@ -77,8 +77,6 @@ def tsqr_ridge(
     plan: FoldPlan,
     jobs: Sequence[tuple[str, str, int | None, PairModels]],
     alphas: Sequence[float],
-    *,
-    client: object | None = None,
 ) -> list[np.ndarray]:
     """Ridge coefficients (n_alpha, k_s, k_t) for each (source, target, split, models) job.
 
@@ -100,7 +98,7 @@ def tsqr_ridge(
         joint = da.concatenate([ts, tt], axis=1).rechunk({1: -1})
         _, r = da.linalg.tsqr(joint)
         r_factors.append(r)
-    computed = compute_on(delayed(r_factors), client)
+    computed = compute_pass(delayed(r_factors))
     out = []
     for (_, _, _, models), r in zip(jobs, computed, strict=True):
         k = models.k_source

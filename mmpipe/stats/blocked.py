@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.moments import Moments, gram, merge, merge_all
@@ -227,7 +227,6 @@ def statistics_graph(
     *,
     precision: str = "float64",
     split_every: int = 8,
-    client: object | None = None,
 ) -> Delayed:
     """The lazy pass: one task per row block, then a tree of merges (fan-in ``split_every``).
 
@@ -240,7 +239,6 @@ def statistics_graph(
         block_statistics,
         per_row=(label_codes, plan.assignment),
         shared=(tuple(names), n_classes, precision),
-        client=client,
     )
     return tree_reduce(parts, merge_results, split_every)
 
@@ -260,17 +258,16 @@ def compute_statistics(
     labels: np.ndarray | None = None,
     *,
     precision: str = "float64",
-    client: object | None = None,
 ) -> PassStatistics:
-    """Run the pass (on ``client`` if given, else the current Dask scheduler).
+    """Run the pass on the run's client (:func:`mmpipe.cluster.compute_pass`).
 
     ``labels`` are the dataset's labels already in memory (None: no label columns).
     """
     classes = None if labels is None else np.unique(labels)
     codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
     n_classes = 0 if classes is None else classes.size
-    graph = statistics_graph(ds, plan, names, codes, n_classes, precision=precision, client=client)
-    result: BlockResult = compute_on(graph, client)
+    graph = statistics_graph(ds, plan, names, codes, n_classes, precision=precision)
+    result: BlockResult = compute_pass(graph)
     layout = Layout(
         tuple(names),
         tuple(ds.widths[n] for n in names),

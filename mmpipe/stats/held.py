@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import numpy as np
 from dask.delayed import delayed
 
-from mmpipe.cluster import cluster_failures, compute_on, embedding_data
+from mmpipe.cluster import compute_pass, persist_pass
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.folds import FoldPlan
@@ -61,8 +60,6 @@ def hold_scores(
     codes: np.ndarray,
     offsets: np.ndarray,
     bases: np.ndarray,
-    *,
-    client: object | None = None,
 ) -> HeldScores:
     """Read ``features`` once and persist every model's scores (models: splits, then final).
 
@@ -76,18 +73,12 @@ def hold_scores(
         per_row=(plan.assignment, codes),
         shared=(tuple(features), offsets, bases, train),
         nout=3,
-        client=client,
     )
     # Persisted, the blocks keep their whole graph on the scheduler: a worker lost between or
     # during the solver's passes only costs recomputing (re-reading) the blocks it held.
-    held: list[Any]
-    if client is not None:
-        with embedding_data(), cluster_failures(client):
-            held = client.persist(parts)  # type: ignore[attr-defined]
-    else:
-        held = list(dask.persist(*parts))
+    held = persist_pass(parts)
     blocks = [(p[0], p[1], p[2]) for p in held]
-    counts = compute_on(tree_reduce([delayed(_count)(p[2]) for p in held], _total, 8), client)
+    counts = compute_pass(tree_reduce([delayed(_count)(p[2]) for p in held], _total, 8))
     return HeldScores(blocks, bases.shape[0], bases.shape[2], counts)
 
 

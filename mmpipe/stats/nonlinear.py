@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.rff import RandomFourierFeatures
 from mmpipe.stats.blocked import tree_reduce
@@ -71,7 +71,7 @@ def _merge(*parts: dict[Key, Moments]) -> dict[Key, Moments]:
 
 
 def feature_statistics(
-    ds: Dataset, plan: FoldPlan, jobs: Sequence[FeatureJob], *, client: object | None = None
+    ds: Dataset, plan: FoldPlan, jobs: Sequence[FeatureJob]
 ) -> dict[Key, Moments]:
     """Run the pass: Moments of [φ | target scores] per (job, model, fold group)."""
     names = sorted({n for j in jobs for n in (j.source, j.target)})
@@ -81,9 +81,8 @@ def feature_statistics(
         feature_block,
         per_row=(plan.assignment,),
         shared=(list(jobs),),
-        client=client,
     )
-    result: dict[Key, Moments] = compute_on(tree_reduce(parts, _merge, 8), client)
+    result: dict[Key, Moments] = compute_pass(tree_reduce(parts, _merge, 8))
     return result
 
 

@@ -88,7 +88,6 @@ def map_row_blocks(
     per_row: Sequence[np.ndarray | None] = (),
     shared: Sequence[Any] = (),
     nout: int | None = None,
-    client: Any | None = None,
 ) -> list[Delayed]:
     """One lazy ``fn(block, *per_row_slices, *shared)`` per row block of ``ds``.
 
@@ -96,11 +95,9 @@ def map_row_blocks(
     ``per_row`` (n_rows long, or None) is sliced to the block's rows and embedded in that
     block's task; each object of ``shared`` is one data node of the graph, shipped to the
     cluster once, not embedded in every task. The graph holds all of it, so the scheduler can
-    recompute anything a lost worker held (see the module docstring). Submit it to a
-    distributed client inside :func:`embedding_data`. ``client`` is accepted for the callers
-    that pass it and not used: the graph is the same wherever it runs.
+    recompute anything a lost worker held (see the module docstring). Submit it with
+    :func:`mmpipe.cluster.compute_pass`: the graph is the same wherever it runs.
     """
-    del client
     starts = np.cumsum((0, *ds.row_chunks))
     arrays = delayed(ds.arrays, traverse=False)
     shared_keys = tuple(delayed(obj, traverse=False) for obj in shared)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.io.dataset import Dataset
 from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.folds import FoldPlan
@@ -193,7 +193,6 @@ def scoring_graph(
     *,
     split_every: int = 8,
     tile: int = DEFAULT_TILE,
-    client: object | None = None,
 ) -> Delayed:
     """One task per row block reading only the modalities some job needs, then a tree merge."""
     names = sorted(
@@ -209,7 +208,6 @@ def scoring_graph(
         score_block,
         per_row=(label_codes, plan.assignment, draws),
         shared=(validation, list(scorers), list(embedders), n_classes),
-        client=client,
     )
     return delayed(rank_all, pure=True)(tree_reduce(parts, _merge, split_every), tile)
 
@@ -222,14 +220,11 @@ def run_scoring_pass(
     scorers: Sequence[LinearScorer],
     embedders: Sequence[Embedder] = (),
     *,
-    client: object | None = None,
     tile: int = DEFAULT_TILE,
 ) -> ScoringResult:
     """Run the scoring pass: confusion matrices per scorer, match ranks per (embedder, split)."""
     if not scorers and not embedders:
         return ScoringResult()
-    graph = scoring_graph(
-        ds, plan, label_codes, n_classes, scorers, embedders, tile=tile, client=client
-    )
-    result: ScoringResult = compute_on(graph, client)
+    graph = scoring_graph(ds, plan, label_codes, n_classes, scorers, embedders, tile=tile)
+    result: ScoringResult = compute_pass(graph)
     return result

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass
 from mmpipe.io.dataset import Dataset
 from mmpipe.models.sketch import (
     RangeSketch,
@@ -65,26 +65,21 @@ def reduce_wide(
     *,
     power_iterations: int = 1,
     seed: int = 0,
-    client: object | None = None,
 ) -> dict[str, Reduction]:
     """A :class:`Reduction` to ``widths[name]`` sketch columns for each named modality, in
     1 + ``power_iterations`` passes over those modalities."""
     names = sorted(widths)
     if not names:
         return {}
-    parts = map_row_blocks(
-        ds, names, _sketch_block, shared=(names, dict(widths), seed), client=client
-    )
-    sketches: dict[str, RangeSketch] = compute_on(
-        tree_reduce(parts, _merge_sketch_parts, 8), client
-    )
+    parts = map_row_blocks(ds, names, _sketch_block, shared=(names, dict(widths), seed))
+    sketches: dict[str, RangeSketch] = compute_pass(tree_reduce(parts, _merge_sketch_parts, 8))
     reductions = {}
     for name, sk in sketches.items():
         scale = column_scale(sk.n, sk.mean, sk.sq)
         reductions[name] = Reduction(sk.mean, scale, orthonormal((sk.sketch / scale).T))
     for _ in range(power_iterations):
-        parts = map_row_blocks(ds, names, _power_block, shared=(names, reductions), client=client)
-        products: dict[str, np.ndarray] = compute_on(tree_reduce(parts, _sum_parts, 8), client)
+        parts = map_row_blocks(ds, names, _power_block, shared=(names, reductions))
+        products: dict[str, np.ndarray] = compute_pass(tree_reduce(parts, _sum_parts, 8))
         reductions = {
             name: Reduction(r.offset, r.scale, orthonormal(products[name]))
             for name, r in reductions.items()

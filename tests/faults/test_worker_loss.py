@@ -120,14 +120,19 @@ def test_a_task_that_kills_every_worker_it_runs_on_is_a_cluster_error_not_retrie
     import dask
     from dask.delayed import delayed
 
-    from mmpipe.cluster import compute_on
+    from mmpipe.cluster import compute_pass, using
     from mmpipe.errors import ClusterError
 
     spec = ClusterSpec(workers=1, threads_per_worker=1, memory_limit="1GiB")
     once = {"distributed.scheduler.allowed-failures": 0}
     expected = "every one of them died while running it"
-    with dask.config.set(once), dask_client(spec) as c, pytest.raises(ClusterError) as info:
-        compute_on(delayed(_dies)(), c)
+    with (
+        dask.config.set(once),
+        dask_client(spec) as c,
+        using(c),
+        pytest.raises(ClusterError) as info,
+    ):
+        compute_pass(delayed(_dies)())
     assert expected in str(info.value)
     assert info.value.transient is False  # the same task would kill workers again
     assert "\n" not in str(info.value)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import mmpipe
 from mmpipe.cli import app
+from mmpipe.cluster import using
 from mmpipe.errors import ConfigError
 from mmpipe.io.storage import MODALITY_COMPRESSORS
 from mmpipe.io.synth import SynthSpec, population_covariance, read_truth, synthesize
@@ -47,7 +48,8 @@ def test_same_seed_same_data_any_chunking(tmp_path: Path) -> None:
 @pytest.mark.slow  # the session's LocalCluster: real worker processes
 def test_same_data_on_a_cluster(tmp_path: Path, local_client: object) -> None:
     a = _arrays(synthesize(tmp_path / "a.zarr", spec()))
-    b = _arrays(synthesize(tmp_path / "b.zarr", spec(chunk_rows=512), client=local_client))
+    with using(local_client):
+        b = _arrays(synthesize(tmp_path / "b.zarr", spec(chunk_rows=512)))
     for key in a:
         assert np.array_equal(a[key], b[key], equal_nan=True), key
 

@@ -13,7 +13,7 @@ from dask._task_spec import DataNode
 from dask.highlevelgraph import HighLevelGraph
 from helpers import make_views
 
-from mmpipe.cluster import compute_on
+from mmpipe.cluster import compute_pass, using
 from mmpipe.io.dataset import open_dataset, write_dataset
 from mmpipe.stats.blocked import statistics_graph
 from mmpipe.stats.folds import kfold_plan
@@ -76,7 +76,7 @@ def test_a_large_shared_object_is_one_node_of_the_graph_and_sent_without_warning
 ) -> None:
     ds = open_dataset(_dataset(tmp_path), chunk_rows=100)
     big = np.ones((2000, 1000))  # 16 MB: distributed warns about graphs over 10 MB
-    parts = map_row_blocks(ds, ["m0"], _total, shared=(big,), client=local_client)
+    parts = map_row_blocks(ds, ["m0"], _total, shared=(big,))
     graph = dict(HighLevelGraph.merge(*(p.__dask_graph__() for p in parts)))
     # One key holds it (the scheduler can recompute it after a worker loss, unlike scattered
     # data); the three block tasks refer to that key, they do not carry a copy each.
@@ -85,7 +85,8 @@ def test_a_large_shared_object_is_one_node_of_the_graph_and_sent_without_warning
     assert len(pickle.dumps(graph)) < 1.2 * big.nbytes
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a "large graph" UserWarning fails the test
-        results = [compute_on(p, local_client) for p in parts]
+        with using(local_client):
+            results = [compute_pass(p) for p in parts]
     assert results == [2e6 + 100, 2e6 + 100, 2e6 + 40]
 
 
