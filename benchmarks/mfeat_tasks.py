@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import mmpipe
-from mmpipe.engine import FitResult
+from mmpipe.result import FitResult
 
 VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 SETTINGS: dict[str, Any] = {

@@ -26,9 +26,10 @@ from flows.console import hide_tracebacks
 from mmpipe import report
 from mmpipe.cluster import choose, dask_client, using
 from mmpipe.config import RunConfig
-from mmpipe.engine import FitResult, Prepared, prepare
 from mmpipe.errors import ClusterError, MmpipeError, RunInterrupted
 from mmpipe.io.results import RunWriter, new_run_id
+from mmpipe.prepare import Prepared, prepare
+from mmpipe.result import FitResult
 from mmpipe.steps import STEPS, FitState, Step, run_steps
 
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from mmpipe.errors import MmpipeError
 
 if TYPE_CHECKING:
-    from mmpipe.engine import FitConfig, FitResult, PairResult
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
     from mmpipe.io.results import list_runs, read_run
+    from mmpipe.options import FitConfig
+    from mmpipe.result import FitResult, PairResult
     from mmpipe.steps import fit
 
 __version__ = "0.1.0"
@@ -22,9 +23,9 @@ __version__ = "0.1.0"
 # Imported on first use: dask.array alone takes seconds to import, and `mmpipe --help` or
 # `mmpipe config check` should not wait for it.
 _LAZY = {
-    "FitConfig": "mmpipe.engine",
-    "FitResult": "mmpipe.engine",
-    "PairResult": "mmpipe.engine",
+    "FitConfig": "mmpipe.options",
+    "FitResult": "mmpipe.result",
+    "PairResult": "mmpipe.result",
     "fit": "mmpipe.steps",
     "Dataset": "mmpipe.io.dataset",
     "open_dataset": "mmpipe.io.dataset",

@@ -19,7 +19,7 @@ from mmpipe.errors import ConfigError
 from mmpipe.io.secrets import literal_secrets
 
 if TYPE_CHECKING:
-    from mmpipe.engine import FitConfig
+    from mmpipe.options import FitConfig
 
 ComponentValue = int | float | None
 _COMPONENTS_ALLOWED = (
@@ -172,7 +172,7 @@ class RunConfig(BaseModel):
         return value
 
     def fit_config(self) -> FitConfig:
-        from mmpipe.engine import FitConfig, feature_set, pair_of
+        from mmpipe.options import FitConfig, feature_set, pair_of
 
         return FitConfig(
             pairs=None if self.pairs is None else tuple(pair_of(p) for p in self.pairs),  # type: ignore[misc]

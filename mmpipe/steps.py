@@ -22,21 +22,14 @@ from typing import Any, Literal
 from mmpipe import engine, report
 from mmpipe.cluster import using
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
-from mmpipe.engine import (
-    Components,
-    CrossModal,
-    FitConfig,
-    FitResult,
-    FittedModels,
-    PairResult,
-    Prepared,
-    feature_set,
-    pair_of,
-)
+from mmpipe.engine import CrossModal, FittedModels
 from mmpipe.io.dataset import Dataset
 from mmpipe.io.results import run_writer
 from mmpipe.io.storage import StorageOptions
 from mmpipe.nonlinear import RandomFeatureResult
+from mmpipe.options import Components, FitConfig, feature_set, pair_of
+from mmpipe.prepare import Prepared, prepare, wide_modalities
+from mmpipe.result import FitResult, PairResult
 from mmpipe.signals import stop_signals_raise
 from mmpipe.stats.blocked import PassStatistics
 from mmpipe.stats.folds import FoldPlan
@@ -96,7 +89,7 @@ def _silent(before: FitState, after: FitState) -> list[str]:
 
 def _sketch_says(before: FitState, after: FitState) -> list[str]:
     widths = before.prepared.dataset.widths
-    wide = engine.wide_modalities(before.prepared)
+    wide = wide_modalities(before.prepared)
     reduced = ", ".join(f"{n} {widths[n]} -> {q} columns" for n, q in wide.items())
     return [f"Wide modalities reduced to sketch coordinates: {reduced}"]
 
@@ -159,7 +152,7 @@ def _random_features(state: FitState) -> FitState:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("sketch_pass", _sketch, lambda s: bool(engine.wide_modalities(s.prepared)), _sketch_says),
+    Step("sketch_pass", _sketch, lambda s: bool(wide_modalities(s.prepared)), _sketch_says),
     Step("statistics_pass", _statistics, _always, _statistics_says),
     Step("models", _models, _always, _silent),
     Step("evaluate", _evaluate, _always, _evaluate_says),
@@ -310,7 +303,7 @@ def fit_config(
 ) -> FitResult:
     """:func:`fit` with a ready :class:`FitConfig` (and optionally a fold plan of your own)."""
     start = time.perf_counter()
-    prepared = engine.prepare(
+    prepared = prepare(
         dataset,
         config,
         storage_options=storage_options,

@@ -26,10 +26,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mmpipe
-from mmpipe.engine import FitResult
 from mmpipe.errors import ConfigError
 from mmpipe.io.synth import SynthSpec, synthesize
 from mmpipe.models.classify import RidgeClassifierPath, classification_metrics
+from mmpipe.result import FitResult
 from mmpipe.stats.moments import Moments
 
 Views = tuple[dict[str, np.ndarray], np.ndarray]

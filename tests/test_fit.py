@@ -17,9 +17,9 @@ from sklearn.metrics import mean_squared_error, r2_score
 from sklearn.preprocessing import StandardScaler
 
 import mmpipe
-from mmpipe.engine import FitResult
 from mmpipe.errors import ConfigError, DataValueError
 from mmpipe.io.dataset import write_dataset
+from mmpipe.result import FitResult
 from mmpipe.stats.folds import FoldPlan
 
 Views = tuple[dict[str, np.ndarray], np.ndarray]

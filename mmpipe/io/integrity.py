@@ -5,7 +5,7 @@ Blosc chunk decodes to whatever follows it in memory: both give a silently wrong
 guards close that gap:
 
 - :func:`check_chunks` lists each array's stored objects (one listing per array, run
-  concurrently) and compares them with the chunk grid, before any computation (``engine.prepare``
+  concurrently) and compares them with the chunk grid, before any computation (``mmpipe.prepare``
   and ``mmpipe validate``);
 - :func:`guard` puts each array behind a :class:`ChunkGuard` store that raises when a chunk it
   is asked for is absent (a chunk deleted after the listing) or a Blosc chunk is shorter than

@@ -79,7 +79,7 @@ from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
 from mmpipe.jsonable import to_json
 
 if TYPE_CHECKING:
-    from mmpipe.engine import FitResult
+    from mmpipe.result import FitResult
 
 RUNS = "runs"
 STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED = "running", "complete", "failed"

@@ -28,6 +28,8 @@ from mmpipe.cli import app
 from mmpipe.errors import DatasetError, DataValueError, MmpipeError, StorageError
 from mmpipe.io.dataset import open_dataset, write_dataset
 from mmpipe.io.synth import SynthSpec, synthesize
+from mmpipe.options import FitConfig
+from mmpipe.prepare import prepare
 
 N, CHUNK = 240, 50  # five row chunks: 0-49, ..., 200-239
 FAST = {"folds": 3, "components": 2, "alphas": (1.0,), "sketch_above": None}
@@ -85,7 +87,7 @@ def test_absent_chunk_fails_before_the_pass(tmp_path: Path, array: str) -> None:
     chunk_file(url, array, 2).unlink()
     message = rf"^{re.escape(array)}: chunk 2 \(rows 100–149\) is absent from the store; "
     with pytest.raises(DatasetError, match=message):
-        engine.prepare(url, engine.FitConfig(folds=3))  # before any computation
+        prepare(url, FitConfig(folds=3))  # before any computation
     line = error_line(validate(url))
     assert re.match("error: " + message[1:], line)
     assert "write_empty_chunks=True" in line
@@ -118,7 +120,7 @@ def test_chunk_deleted_after_the_check_is_caught_by_the_read(tmp_path: Path, arr
     """The listing happens once, before the pass; a chunk lost afterwards is still no zero:
     the store wrapper raises when zarr finds no object for a chunk it asks for."""
     url = make_store(tmp_path)
-    prepared = engine.prepare(url, engine.FitConfig(folds=3))
+    prepared = prepare(url, FitConfig(folds=3))
     chunk_file(url, array, 3).unlink()
     with pytest.raises(DatasetError, match=rf"^{re.escape(array)}: chunk 3 \(rows 150–199\)"):
         engine.statistics_pass(prepared)
@@ -216,7 +218,7 @@ def test_duplicate_ids_name_the_first_ones_and_their_rows(tmp_path: Path) -> Non
         r"every row must have its own id"
     )
     with pytest.raises(DataValueError, match=message):
-        engine.prepare(url, engine.FitConfig(folds=3))
+        prepare(url, FitConfig(folds=3))
     assert re.match("error: " + message[1:], error_line(validate(url)))
     assert re.match("error: " + message[1:], error_line(fit_cli(url)))
 

@@ -22,7 +22,6 @@ from typer.testing import CliRunner
 
 import mmpipe
 from mmpipe.cli import app
-from mmpipe.engine import FitResult
 from mmpipe.errors import StorageError
 from mmpipe.io.results import list_runs, read_run
 from mmpipe.io.storage import (
@@ -33,6 +32,7 @@ from mmpipe.io.storage import (
     s3_defaults,
 )
 from mmpipe.io.synth import SynthSpec, synthesize
+from mmpipe.result import FitResult
 
 s3fs = pytest.importorskip("s3fs")
 from s3server import BUCKET, moto_s3  # noqa: E402 (after the skip: needs s3fs, moto)

@@ -1,0 +1,249 @@
+"""Everything a fit checks and decides before it reads data: the results location, the
+dataset's contract, the options against the dataset, and the fold plan.
+
+All input errors surface here, before anything is computed or written."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+
+from mmpipe.defaults import DEFAULT_COMPONENTS
+from mmpipe.errors import ConfigError, bad_parameter
+from mmpipe.io.dataset import Dataset, check_folds, open_dataset
+from mmpipe.io.locations import check_results_location
+from mmpipe.io.results import check_writable
+from mmpipe.io.storage import StorageOptions
+from mmpipe.models.transfer import check_alphas
+from mmpipe.options import FitConfig, feature_set, pair_of
+from mmpipe.stats.blocked import PRECISIONS
+from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
+
+
+def parse_pairs(
+    pairs: Iterable[str | Sequence[str]] | None, names: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    """Normalize 'source:target' strings or 2-tuples; None means every ordered pair."""
+    if pairs is None:
+        return tuple(itertools.permutations(names, 2))
+    out: list[tuple[str, str]] = []
+    for item in pairs:
+        parts = pair_of(item)
+        if len(parts) != 2:
+            raise ConfigError(f"Pair {item!r} must be written SOURCE:TARGET, e.g. image:text.")
+        source, target = str(parts[0]).strip(), str(parts[1]).strip()
+        for name in (source, target):
+            if name not in names:
+                raise ConfigError(
+                    f"Pair {source}:{target} names modality {name!r}, which the dataset does "
+                    f"not have (modalities: {', '.join(names)})."
+                )
+        if source == target:
+            raise ConfigError(f"Pair {source}:{target} maps a modality onto itself.")
+        if (source, target) not in out:
+            out.append((source, target))
+    if not out:
+        raise ConfigError("No pairs given: name at least one SOURCE:TARGET or leave pairs unset.")
+    return tuple(out)
+
+
+def parse_feature_sets(
+    sets: Iterable[str | Sequence[str]] | None, names: Sequence[str]
+) -> tuple[tuple[str, ...], ...]:
+    """Normalize 'a+b' strings or sequences of modality names; checks every name."""
+    out: list[tuple[str, ...]] = []
+    for item in sets or ():
+        features = feature_set(item)
+        for name in features:
+            if name not in names:
+                raise ConfigError(
+                    f"classify feature set {'+'.join(features)!r} names modality {name!r}, "
+                    f"which the dataset does not have (modalities: {', '.join(names)})."
+                )
+        if len(set(features)) != len(features) or not features:
+            raise ConfigError(f"classify feature set {item!r} repeats a modality or is empty.")
+        if features not in out:
+            out.append(features)
+    return tuple(out)
+
+
+def components_for(config: FitConfig, name: str, width: int) -> int | float | None:
+    spec = config.components
+    if isinstance(spec, Mapping):
+        if name not in spec:
+            return min(DEFAULT_COMPONENTS, width)
+        spec = spec[name]
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if spec < 1:
+            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
+        return min(spec, width)
+    return spec
+
+
+def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> FoldPlan:
+    """The fold plan, stratified by ``labels`` when the dataset has them."""
+    # A class too small for the folds is an error when a task learns the labels; when they
+    # only balance the folds, the plan records it (plan.rare_classes, in the results).
+    rare: Literal["raise", "note"] = "raise" if config.classify or config.transfer else "note"
+    if config.holdout is not None:
+        plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed, rare=rare)
+    else:
+        check_folds(ds, config.folds)
+        plan = kfold_plan(ds.n_rows, config.folds, labels=labels, seed=config.seed, rare=rare)
+    return plan
+
+
+def check_plan(ds: Dataset, plan: FoldPlan) -> None:
+    if plan.assignment.shape != (ds.n_rows,):
+        raise ConfigError(
+            f"The fold plan assigns {plan.assignment.shape[0]} rows but {ds.url!r} has "
+            f"{ds.n_rows}: build it for this dataset."
+        )
+
+
+def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
+    """Validate every parameter against the dataset before any data is read."""
+    if not isinstance(config.folds, int) or isinstance(config.folds, bool) or config.folds < 2:
+        raise bad_parameter("folds", "fit", "an int >= 2", config.folds)
+    check_alphas(config.alphas, owner="fit")
+    if config.solver not in ("normal", "tsqr"):
+        raise bad_parameter("solver", "fit", "'normal' or 'tsqr'", config.solver)
+    if config.sketch_above is not None and (
+        not isinstance(config.sketch_above, int) or config.sketch_above < 1
+    ):
+        raise bad_parameter("sketch_above", "fit", "an int >= 1 or None", config.sketch_above)
+    if config.sketch_columns is not None and (
+        not isinstance(config.sketch_columns, int) or config.sketch_columns < 2
+    ):
+        raise bad_parameter("sketch_columns", "fit", "an int >= 2 or None", config.sketch_columns)
+    if not isinstance(config.sketch_power, int) or config.sketch_power < 0:
+        raise bad_parameter("sketch_power", "fit", "an int >= 0", config.sketch_power)
+    if config.precision not in PRECISIONS:
+        raise bad_parameter("precision", "fit", "'float64' or 'float32'", config.precision)
+    if config.holdout is not None and not 0.0 < config.holdout < 1.0:
+        raise bad_parameter("holdout", "fit", "a float in the range (0, 1)", config.holdout)
+    if isinstance(config.components, Mapping):
+        unknown = set(config.components) - set(ds.names)
+        if unknown:
+            raise ConfigError(
+                f"components names unknown modalities {sorted(unknown)} "
+                f"(modalities: {', '.join(ds.names)})."
+            )
+    for name, width in ds.widths.items():
+        spec = components_for(config, name, width)
+        if (
+            spec is not None
+            and not isinstance(spec, int)
+            and not (isinstance(spec, float) and 0.0 < spec < 1.0)
+        ):
+            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
+    parse_feature_sets(config.classify, ds.names)
+    if config.retrieval_rows is not None and (
+        not isinstance(config.retrieval_rows, int) or config.retrieval_rows < 2
+    ):
+        raise bad_parameter("retrieval_rows", "fit", "an int >= 2 or None", config.retrieval_rows)
+    if config.logistic and not config.classify:
+        raise ConfigError("logistic needs at least one classify feature set (e.g. image+text).")
+    if not isinstance(config.random_features, int) or config.random_features < 0:
+        raise bad_parameter("random_features", "fit", "an int >= 0", config.random_features)
+    if config.rff_gamma is not None and not config.rff_gamma > 0:
+        raise bad_parameter("rff_gamma", "fit", "a float > 0 or None", config.rff_gamma)
+    if not (isinstance(config.logistic_c, int | float) and config.logistic_c > 0):
+        raise bad_parameter("logistic_c", "fit", "a float > 0", config.logistic_c)
+    if (config.classify or config.transfer) and ds.label_array is None:
+        asked = "classify" if config.classify else "transfer"
+        raise ConfigError(
+            f"{asked} needs labels, but {ds.url!r} has no 'labels' array: add labels (n,) "
+            "integer classes to the dataset, or drop the classification options."
+        )
+    return parse_pairs(config.pairs, ds.names)
+
+
+def check_output(
+    dataset: str | os.PathLike[str] | Dataset | object,
+    out: str | os.PathLike[str],
+    storage_options: StorageOptions | None = None,
+    results_storage_options: StorageOptions | None = None,
+) -> None:
+    """Refuse, before anything is read or computed, a results location that is the input,
+    lies inside it or contains it, or that cannot hold results (a dataset, a file...)."""
+    source = dataset.url if isinstance(dataset, Dataset) else dataset
+    if isinstance(source, str | os.PathLike):
+        check_results_location(
+            out,
+            source,
+            storage_options=storage_options,
+            results_storage_options=results_storage_options,
+        )
+    check_writable(out, storage_options=results_storage_options)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A validated dataset and config with its fold plan: everything known before the pass."""
+
+    dataset: Dataset
+    config: FitConfig
+    pairs: tuple[tuple[str, str], ...]
+    """The directed pairs to fit."""
+    names: list[str]
+    """Modalities that appear in a pair (the only columns the pass reads)."""
+    labels: np.ndarray | None
+    """The labels in memory (read once, for stratification and the one-hot columns)."""
+    plan: FoldPlan
+    started: str
+    """UTC start time, ISO 8601."""
+
+
+def prepare(
+    dataset: str | os.PathLike[str] | Dataset,
+    config: FitConfig,
+    *,
+    storage_options: StorageOptions | None = None,
+    plan: FoldPlan | None = None,
+    out: str | os.PathLike[str] | None = None,
+    results_storage_options: StorageOptions | None = None,
+) -> Prepared:
+    """Check the results location, open and validate the dataset and config, make the plan.
+
+    Everything that can be wrong with the input or the output location fails here, before
+    anything is computed or written.
+    """
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    if out is not None:  # first of all: the input is never harmed, whatever else is wrong
+        check_output(dataset, out, storage_options, results_storage_options)
+    ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
+    pair_list = check_config(ds, config)
+    used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
+    names = [n for n in ds.names if n in used]
+    # Before anything is computed or written: every chunk the fit reads is in the store (one
+    # listing per array) and the ids are unique.
+    ds.check_chunks(names)
+    ds.check_ids()
+    labels = ds.read_labels()
+    if plan is None:
+        plan = make_plan(ds, config, labels)
+    check_plan(ds, plan)
+    return Prepared(ds, config, pair_list, names, labels, plan, started)
+
+
+def wide_modalities(prepared: Prepared) -> dict[str, int]:
+    """Modalities to reduce before the statistics pass -> their sketch width q."""
+    config, widths = prepared.config, prepared.dataset.widths
+    if config.sketch_above is None:
+        return {}
+    out = {}
+    for name in prepared.names:
+        d = widths[name]
+        if d <= config.sketch_above or name in prepared.dataset.arrays.reductions:
+            continue
+        k = components_for(config, name, d)
+        k = k if isinstance(k, int) else DEFAULT_COMPONENTS
+        out[name] = min(d, prepared.dataset.n_rows, config.sketch_columns or 4 * k + 64)
+    return out
