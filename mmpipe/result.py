@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmpipe.crossmodal import (
-    ClassifyResult,
-    LogisticResult,
-    RetrievalResult,
-    TransferResult,
-)
+from mmpipe import tasks as registry
 from mmpipe.io.reduction import Reduction
 from mmpipe.models.pair import PairModels
 from mmpipe.models.pca import StandardPCA
-from mmpipe.nonlinear import RandomFeatureResult
 from mmpipe.options import FitConfig
 from mmpipe.stats.folds import FoldPlan
+
+if TYPE_CHECKING:
+    import zarr
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,18 +110,25 @@ class FitResult:
     """Where the run was written (None if not written)."""
     started: str = ""
     classes: np.ndarray | None = None
-    classify: list[ClassifyResult] = field(default_factory=list)
-    """Classification from (fused) modalities, in the order asked."""
-    transfer: list[TransferResult] = field(default_factory=list)
-    """Cross-modal transfer, one per pair (when asked)."""
-    retrieval: list[RetrievalResult] = field(default_factory=list)
-    """Cross-modal retrieval, one per pair (when asked)."""
-    logistic: list[LogisticResult] = field(default_factory=list)
-    """Multinomial logistic regression per classify set (when asked)."""
-    random_features: list[RandomFeatureResult] = field(default_factory=list)
-    """Non-linear (random Fourier feature) maps, one per pair (when asked)."""
+    tasks: dict[str, list[Any]] = field(default_factory=dict)
+    """Each cross-modal task's results in order, under its name (``mmpipe.tasks.TASKS``); also
+    read as ``result.<name>``: ``result.classify``, ``result.transfer``, ``result.retrieval``,
+    ``result.logistic``, ``result.random_features`` (empty when not asked)."""
     reductions: dict[str, Reduction] = field(default_factory=dict)
     """Wide modalities' sketches: their PCA and maps work on u = reduction.apply(x)."""
+
+    def __getattr__(self, name: str) -> list[Any]:
+        """``result.<task name>``: that task's results (empty when it did not run)."""
+        if not name.startswith("_") and any(t.name == name for t in registry.TASKS):
+            return self.__dict__.get("tasks", {}).get(name, [])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def write_tasks(self, run: zarr.Group) -> None:
+        """Each task's results into the run's group of the results store (a group per task
+        that has results)."""
+        for task in registry.TASKS:
+            if self.tasks.get(task.name):
+                task.write(run, self.tasks[task.name])
 
     def pair(self, source: str, target: str) -> PairResult:
         for p in self.pairs:
@@ -150,11 +154,10 @@ class FitResult:
                 for name, m in self.modalities.items()
             },
             "pairs": [p.summary() for p in self.pairs],
-            "classify": [c.summary() for c in self.classify],
-            "transfer": [t.summary() for t in self.transfer],
-            "retrieval": [r.summary() for r in self.retrieval],
-            "logistic": [g.summary() for g in self.logistic],
-            "random_features": [r.summary() for r in self.random_features],
+            **{
+                task.name: [one.summary() for one in self.tasks.get(task.name, [])]
+                for task in registry.TASKS
+            },
             "timings": self.timings,
             "fingerprint": self.fingerprint,
             "config": self.config.to_json(),

@@ -573,16 +573,16 @@ def test_random_features_capture_a_nonlinear_map(tmp_path: Path) -> None:
 def test_pairs_sharing_a_target_share_its_own_classifier(
     small_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mmpipe.engine
+    import mmpipe.tasks.classifier
 
     calls: list[tuple[str, ...]] = []
-    real = mmpipe.engine.fit_classifier
+    real = mmpipe.tasks.classifier.fit_classifier
 
     def counting(stats: Any, features: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(tuple(features))
         return real(stats, features, *args, **kwargs)
 
-    monkeypatch.setattr(mmpipe.engine, "fit_classifier", counting)
+    monkeypatch.setattr(mmpipe.tasks.classifier, "fit_classifier", counting)
     result = mmpipe.fit(small_store, components=2, folds=3, transfer=True)
     assert len(result.transfer) == 6  # every ordered pair of 3 modalities
     # No masks: one classifier per target and split (3 × 3), not one per pair (6 × 3).

@@ -420,7 +420,8 @@ def _json(value: Any) -> Any:
     return to_json(value)
 
 
-def _array(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> None:
+def write_array(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> None:
+    """Write ``data`` as one chunk, its dimensions named (as xarray reads them)."""
     data = np.asarray(data)
     group.create_array(
         name,
@@ -432,11 +433,13 @@ def _array(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> N
 
 
 def _write_pca(group: zarr.Group, prefix: str, pca: Any, feature: str, component: str) -> None:
-    _array(group, f"{prefix}mean", pca.mean_, [feature])
-    _array(group, f"{prefix}scale", pca.scale_, [feature])
-    _array(group, f"{prefix}components", pca.components_, [component, feature])
-    _array(group, f"{prefix}explained_variance", pca.explained_variance_, [component])
-    _array(group, f"{prefix}explained_variance_ratio", pca.explained_variance_ratio_, [component])
+    write_array(group, f"{prefix}mean", pca.mean_, [feature])
+    write_array(group, f"{prefix}scale", pca.scale_, [feature])
+    write_array(group, f"{prefix}components", pca.components_, [component, feature])
+    write_array(group, f"{prefix}explained_variance", pca.explained_variance_, [component])
+    write_array(
+        group, f"{prefix}explained_variance_ratio", pca.explained_variance_ratio_, [component]
+    )
 
 
 def pair_key(source: str, target: str) -> str:
@@ -477,7 +480,7 @@ def _upload(source: zarr.abc.store.Store, target: zarr.abc.store.Store, prefix: 
 
 
 def _write_body(run: zarr.Group, result: FitResult) -> None:
-    _array(run, "folds", result.plan.assignment, ["row"])
+    write_array(run, "folds", result.plan.assignment, ["row"])
     mods = run.create_group("modalities")
     for name, m in result.modalities.items():
         g = mods.create_group(name)
@@ -500,83 +503,32 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
             )
         )
         ms = p.models
-        _array(g, "alphas", p.alphas, ["alpha"])
-        _array(g, "coef", ms.ridge.coef_, ["alpha", "source_component", "target_component"])
-        _array(g, "intercept", ms.ridge.intercept_, ["alpha", "target_component"])
-        _array(g, "r2", p.r2, ["split", "alpha"])
-        _array(g, "mse", p.mse, ["split", "alpha"])
-        _array(g, "procrustes", ms.procrustes.coef_, ["source_component", "target_component"])
-        _array(g, "procrustes_r2", p.procrustes_r2, ["split"])
-        _array(g, "procrustes_mse", p.procrustes_mse, ["split"])
-        _array(g, "cca_correlations", ms.cca.correlations_, ["canonical"])
-        _array(g, "cca_source_weights", ms.cca.source_weights_, ["source_component", "canonical"])
-        _array(g, "cca_target_weights", ms.cca.target_weights_, ["target_component", "canonical"])
-        _array(g, "cca_validation_correlations", p.cca_correlations, ["split", "canonical_cv"])
+        write_array(g, "alphas", p.alphas, ["alpha"])
+        write_array(g, "coef", ms.ridge.coef_, ["alpha", "source_component", "target_component"])
+        write_array(g, "intercept", ms.ridge.intercept_, ["alpha", "target_component"])
+        write_array(g, "r2", p.r2, ["split", "alpha"])
+        write_array(g, "mse", p.mse, ["split", "alpha"])
+        write_array(g, "procrustes", ms.procrustes.coef_, ["source_component", "target_component"])
+        write_array(g, "procrustes_r2", p.procrustes_r2, ["split"])
+        write_array(g, "procrustes_mse", p.procrustes_mse, ["split"])
+        write_array(g, "cca_correlations", ms.cca.correlations_, ["canonical"])
+        write_array(
+            g, "cca_source_weights", ms.cca.source_weights_, ["source_component", "canonical"]
+        )
+        write_array(
+            g, "cca_target_weights", ms.cca.target_weights_, ["target_component", "canonical"]
+        )
+        write_array(g, "cca_validation_correlations", p.cca_correlations, ["split", "canonical_cv"])
         _write_pca(g, "source_", ms.source_pca, "source_feature", "source_component")
         _write_pca(g, "target_", ms.target_pca, "target_feature", "target_component")
-    cells = ["split", "alpha", "true_class", "predicted_class"]
-    if result.classify:
-        tasks = run.create_group("classify")
-        for c in result.classify:
-            g = tasks.create_group(c.name)
-            g.attrs.update(_json({"features": list(c.features), "alpha": c.alpha}))
-            _array(g, "alphas", c.alphas, ["alpha"])
-            _array(g, "classes", c.classes, ["class"])
-            _array(g, "confusion", c.confusion.astype(np.int64), cells)
-            model = c.model.model
-            _array(g, "coef", model.coef_, ["alpha", "feature_component", "class"])
-            _array(g, "intercept", model.intercept_, ["alpha", "class"])
-    if result.transfer:
-        moved = run.create_group("transfer")
-        for t in result.transfer:
-            g = moved.create_group(pair_key(t.source, t.target))
-            g.attrs.update(
-                _json(
-                    {"source": t.source, "target": t.target, "alpha": t.alpha,
-                     "map_alpha": t.map_alpha}
-                )
-            )  # fmt: skip
-            _array(g, "alphas", t.alphas, ["alpha"])
-            _array(g, "confusion", t.confusion.astype(np.int64), cells)
-            _array(g, "target_confusion", t.target_confusion.astype(np.int64), cells)
     if result.reductions:
         sketches = run.create_group("sketches")
         for name, reduction in result.reductions.items():
             g = sketches.create_group(name)
-            _array(g, "offset", reduction.offset, ["feature"])
-            _array(g, "scale", reduction.scale, ["feature"])
-            _array(g, "basis", reduction.basis, ["feature", "sketch_column"])
-    if result.random_features:
-        nonlinear = run.create_group("random_features")
-        for rf in result.random_features:
-            g = nonlinear.create_group(pair_key(rf.source, rf.target))
-            g.attrs.update(_json(rf.summary()))
-            _array(g, "alphas", rf.alphas, ["alpha"])
-            _array(g, "weights", rf.features.weights_, ["source_component", "feature"])
-            _array(g, "offsets", rf.features.offsets_, ["feature"])
-            _array(g, "r2", rf.r2, ["split", "alpha"])
-            _array(g, "mse", rf.mse, ["split", "alpha"])
-            _array(g, "coef", rf.ridge.coef_, ["alpha", "feature", "target_component"])
-            _array(g, "intercept", rf.ridge.intercept_, ["alpha", "target_component"])
-    if result.logistic:
-        fitted = run.create_group("logistic")
-        for lr in result.logistic:
-            g = fitted.create_group(lr.name)
-            g.attrs.update(_json(lr.summary()))
-            _array(g, "classes", lr.classes, ["class"])
-            _array(g, "confusion", lr.confusion.astype(np.int64), cells[:1] + cells[2:])
-            _array(g, "coef", lr.coef, ["feature_component", "class"])
-            _array(g, "intercept", lr.intercept, ["class"])
-    if result.retrieval:
-        found = run.create_group("retrieval")
-        for r in result.retrieval:
-            g = found.create_group(pair_key(r.source, r.target))
-            g.attrs.update(_json(r.summary()))
-            for split, ranks in enumerate(r.ranks):
-                h = g.create_group(f"split_{split}")
-                _array(h, "rows", ranks.rows, ["query"])
-                _array(h, "forward_rank", ranks.forward, ["query"])
-                _array(h, "backward_rank", ranks.backward, ["query"])
+            write_array(g, "offset", reduction.offset, ["feature"])
+            write_array(g, "scale", reduction.scale, ["feature"])
+            write_array(g, "basis", reduction.basis, ["feature", "sketch_column"])
+    result.write_tasks(run)  # each task writes its own group (mmpipe.tasks)
 
 
 def _runs_group(

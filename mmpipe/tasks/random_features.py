@@ -1,25 +1,37 @@
 """Non-linear maps between modalities: ridge on random Fourier features of the source scores.
 
 For each pair, φ(source PCA scores) (RBF random features, seeded) is regressed on the target's
-PCA scores with the same ridge path as the linear map. One more pass over the pair's
-modalities gives the statistics of every split (mmpipe.stats.nonlinear), and R² and MSE per
-split and α come from them as for the linear maps.
+PCA scores with the same ridge path as the linear map. A pass of its own over the pairs'
+modalities gives the statistics of every split (:mod:`mmpipe.stats.nonlinear`), and R² and
+MSE per split and α come from them as for the linear maps.
+
+``random_features=D`` (``rff_gamma``); results in ``result.random_features``, stored under
+``random_features/<s>--<t>/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import zarr
 
+from mmpipe.errors import bad_parameter
 from mmpipe.io.dataset import Dataset
+from mmpipe.io.results import pair_key, write_array
+from mmpipe.jsonable import to_json
 from mmpipe.models.pair import PairModels
 from mmpipe.models.rff import RandomFourierFeatures, median_gamma
 from mmpipe.models.transfer import RidgeTransfer, regression_metrics
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.nonlinear import FeatureJob, feature_statistics, merged
+from mmpipe.tables import Summary, arrow
+from mmpipe.tasks.base import Task, TaskContext
+
+if TYPE_CHECKING:
+    from mmpipe.options import FitConfig
 
 GAMMA_SAMPLE_ROWS = 1000
 
@@ -137,3 +149,68 @@ def fit_random_features(
             )
         )
     return results
+
+
+class RandomFeatures(Task):
+    name = "random_features"
+    own_pass = True
+    is_map = True
+    table_title = "Non-linear maps: ridge on random Fourier features"
+    table_columns = ("source → target", "D", "γ", "α", "CV R²", "linear CV R²")
+
+    def active(self, config: FitConfig) -> bool:
+        return config.random_features > 0
+
+    def check(self, config: FitConfig, dataset: Dataset) -> None:
+        if not isinstance(config.random_features, int) or config.random_features < 0:
+            raise bad_parameter("random_features", "fit", "an int >= 0", config.random_features)
+        if config.rff_gamma is not None and not config.rff_gamma > 0:
+            raise bad_parameter("rff_gamma", "fit", "a float > 0 or None", config.rff_gamma)
+
+    def run(self, context: TaskContext) -> list[Any]:
+        """Ridge on random Fourier features of the source scores, every pair."""
+        config, models = context.config, context.models
+        return fit_random_features(
+            context.prepared.dataset,
+            context.prepared.plan,
+            models.split_models,
+            models.final_models,
+            context.prepared.pairs,
+            n_features=config.random_features,
+            gamma=config.rff_gamma,
+            alphas=config.alphas,
+            seed=config.seed,
+        )
+
+    def write(self, run: zarr.Group, results: list[RandomFeatureResult]) -> None:
+        nonlinear = run.create_group(self.name)
+        for rf in results:
+            g = nonlinear.create_group(pair_key(rf.source, rf.target))
+            g.attrs.update(to_json(rf.summary()))
+            write_array(g, "alphas", rf.alphas, ["alpha"])
+            write_array(g, "weights", rf.features.weights_, ["source_component", "feature"])
+            write_array(g, "offsets", rf.features.offsets_, ["feature"])
+            write_array(g, "r2", rf.r2, ["split", "alpha"])
+            write_array(g, "mse", rf.mse, ["split", "alpha"])
+            write_array(g, "coef", rf.ridge.coef_, ["alpha", "feature", "target_component"])
+            write_array(g, "intercept", rf.ridge.intercept_, ["alpha", "target_component"])
+
+    def table_rows(self, summary: Summary) -> list[tuple[str, ...]]:
+        linear = {(p["source"], p["target"]): p["cv"]["r2"] for p in summary["pairs"]}
+        return [
+            (
+                arrow(rf),
+                str(rf["features"]),
+                f"{rf['gamma']:.3g}",
+                f"{rf['alpha']:g}",
+                f"{rf['cv']['r2']:.4f}",
+                f"{linear[rf['source'], rf['target']]:.4f}",
+            )
+            for rf in summary.get(self.name) or []
+        ]
+
+    def line(self, item: Summary) -> str:
+        return (
+            f"non-linear {arrow(item)}: CV R² {item['cv']['r2']:.4f} with {item['features']:d} "
+            f"random features (γ={item['gamma']:.3g}) at α={item['alpha']:g}"
+        )
