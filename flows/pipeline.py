@@ -180,7 +180,7 @@ def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     opened = {"prepare": round(time.perf_counter() - start, 4)}
     writer = begin_run(prepared, config, new_run_id()) if config.results is not None else None
     try:
-        spec = choose(config.cluster.spec(), prepared.dataset.nbytes)
+        spec = choose(config.cluster, prepared.dataset.nbytes)
         logger.info("Computing on %s", spec.describe())
         for attempt in range(1, CLUSTER_ATTEMPTS + 1):
             try:

@@ -19,17 +19,18 @@ example (2,000 rows) fits in 3.9–4.4 s on threads and 5.8–7.2 s on a 2-worke
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from mmpipe.errors import ClusterError, bad_parameter
+from mmpipe.options import Flag, Options
 
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
@@ -63,28 +64,39 @@ def worker_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {"GLIBC_TUNABLES": ":".join(filter(None, [current, HUGE_PAGES_TUNABLE]))}
 
 
-@dataclass(frozen=True)
-class ClusterSpec:
-    """Where a run computes."""
+class ClusterSpec(Options):
+    """Where a run computes: its options, declared once for the Python API, the run config's
+    ``cluster:`` section and the CLI flags."""
 
-    address: str | None = None
-    """Scheduler address of an existing cluster (tcp://host:port)."""
-    scheduler_file: str | None = None
-    """Scheduler file of an existing cluster (as written by `dask scheduler --scheduler-file`)."""
-    workers: int | None = None
-    """LocalCluster: worker processes (default: one per core)."""
-    threads_per_worker: int = 1
-    """LocalCluster: threads per worker (BLAS already uses the cores it is given)."""
-    memory_limit: str | float | None = "auto"
-    """LocalCluster: memory limit per worker ('auto', bytes, '4GiB', or None)."""
-    in_process: bool | None = None
-    """No cluster at all: Dask's threaded scheduler in this process. None: only for small
-    inputs when nothing names a cluster (see :func:`choose`)."""
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    """Existing cluster: seconds to reach the scheduler before the run fails (ClusterError)."""
-    scheduler_timeout: float = DEFAULT_SCHEDULER_TIMEOUT
-    """Seconds a pass waits on a scheduler that stopped answering, or that has no worker,
-    before the run fails (ClusterError)."""
+    address: str | None = Field(
+        None, description="Scheduler address of an existing Dask cluster (tcp://host:port)."
+    )
+    scheduler_file: str | None = Field(
+        None, description="Scheduler file of an existing Dask cluster."
+    )
+    workers: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="LocalCluster worker processes (default: one per core)."
+    )
+    threads_per_worker: Annotated[int, Field(ge=1), Flag(aliases=("--threads",))] = Field(
+        1, description="Threads per LocalCluster worker (BLAS already uses the cores it has)."
+    )
+    memory_limit: str | float | None = Field(
+        "auto", description="Memory limit per LocalCluster worker ('auto', bytes, '4GiB')."
+    )
+    in_process: Annotated[bool | None, Flag(off="--local-cluster")] = Field(
+        None,
+        description="Threads in this process instead of a cluster (unset: only for inputs "
+        "under 256 MiB when no address, scheduler file or worker count is given).",
+    )
+    connect_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        description="Seconds to reach an existing cluster's scheduler before the run fails.",
+    )
+    scheduler_timeout: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        DEFAULT_SCHEDULER_TIMEOUT,
+        description="Seconds a pass waits on a scheduler that stopped answering, or has no "
+        "worker, before the run fails.",
+    )
 
     def describe(self) -> str:
         if self.address:
@@ -102,33 +114,19 @@ class ClusterSpec:
 def resolve(spec: ClusterSpec | None = None) -> ClusterSpec:
     """Fill the address from ``DASK_SCHEDULER_ADDRESS`` when nothing else says where."""
     spec = spec or ClusterSpec()
-    if spec.workers is not None and spec.workers < 1:
-        raise bad_parameter("workers", "ClusterSpec", "an int >= 1", spec.workers)
-    if spec.threads_per_worker < 1:
-        raise bad_parameter(
-            "threads_per_worker", "ClusterSpec", "an int >= 1", spec.threads_per_worker
-        )
-    for name in ("connect_timeout", "scheduler_timeout"):
-        seconds = getattr(spec, name)
-        if not (isinstance(seconds, int | float) and seconds > 0 and math.isfinite(seconds)):
-            raise bad_parameter(name, "ClusterSpec", "a number of seconds > 0", seconds)
     if not spec.address and not spec.scheduler_file and os.environ.get(ADDRESS_ENV):
-        from dataclasses import replace
-
-        return replace(spec, address=os.environ[ADDRESS_ENV])
+        return spec.model_copy(update={"address": os.environ[ADDRESS_ENV]})
     return spec
 
 
 def choose(spec: ClusterSpec | None = None, input_bytes: int | None = None) -> ClusterSpec:
     """:func:`resolve`, then settle ``in_process``: True only if asked, or if it was left to
     mmpipe (None), nothing names a cluster and the input is under SMALL_INPUT_BYTES."""
-    from dataclasses import replace
-
     spec = resolve(spec)
     named = bool(spec.address or spec.scheduler_file or spec.workers is not None)
     if spec.in_process is None:
         small = input_bytes is not None and input_bytes < SMALL_INPUT_BYTES
-        return replace(spec, in_process=small and not named)
+        return spec.model_copy(update={"in_process": small and not named})
     if spec.in_process and named:
         raise bad_parameter(
             "in_process", "ClusterSpec", "False when an address, scheduler file or worker "

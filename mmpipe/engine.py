@@ -8,37 +8,23 @@ rows → results store.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from mmpipe.crossmodal import (
-    Classifier,
-    ClassifyResult,
-    LogisticResult,
-    RetrievalResult,
-    TransferResult,
-    classify_scorer,
-    fit_classifier,
-    logistic_scorer,
-    retrieval_embedder,
-    stacked_affine,
-    transfer_scorer,
-)
-from mmpipe.errors import ConfigError, DataValueError
+from mmpipe import tasks
+from mmpipe.errors import DataValueError
 from mmpipe.io.dataset import Dataset
 from mmpipe.io.results import new_run_id
-from mmpipe.models.logistic import LogisticFit, fit_stacked_logistic
 from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
-from mmpipe.nonlinear import RandomFeatureResult, fit_random_features
-from mmpipe.prepare import Prepared, components_for, parse_feature_sets, wide_modalities
+from mmpipe.prepare import Prepared, components_for, wide_modalities
 from mmpipe.result import FitResult, ModalityResult, PairResult
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
-from mmpipe.stats.held import hold_scores
-from mmpipe.stats.scoring import Embedder, LinearScorer, run_scoring_pass
+from mmpipe.stats.scoring import run_scoring_pass
 from mmpipe.stats.sketch import reduce_wide
+from mmpipe.tasks import Task, TaskContext
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,13 +135,18 @@ def fit_models(prepared: Prepared, stats: PassStatistics) -> FittedModels:
     split_models = {(s, p): models_for(s, p) for s in range(plan.n_splits) for p in prepared.pairs}
     final_models = {p: models_for(None, p) for p in prepared.pairs}
     if config.solver == "tsqr":
-        from mmpipe.models.tsqr import tsqr_ridge
+        from mmpipe.models.tsqr import ridge_path_from_r
+        from mmpipe.stats.tsqr import training_r_factors
 
         jobs: list[tuple[str, str, int | None, PairModels]] = [
             (p[0], p[1], s, m) for (s, p), m in split_models.items()
         ]
         jobs += [(p[0], p[1], None, m) for p, m in final_models.items()]
-        coefs = tsqr_ridge(ds, plan, jobs, config.alphas)
+        r_factors = training_r_factors(ds, plan, jobs)
+        coefs = [
+            ridge_path_from_r(r, m.k_source, config.alphas)
+            for (_, _, _, m), r in zip(jobs, r_factors, strict=True)
+        ]
         for (_, _, _, m), coef in zip(jobs, coefs, strict=True):
             m.ridge.coef_ = coef
             # Training scores are centered by construction, so the intercept is zero.
@@ -197,183 +188,48 @@ def evaluate(prepared: Prepared, stats: PassStatistics, models: FittedModels) ->
     return pairs
 
 
-@dataclass(frozen=True, eq=False)
-class CrossModal:
-    """Results of the cross-modal tasks (empty when none was asked)."""
+def task_context(
+    prepared: Prepared, stats: PassStatistics, models: FittedModels, pairs: list[PairResult]
+) -> TaskContext:
+    """What the tasks of this fit see and share (see :mod:`mmpipe.tasks`)."""
+    widths = prepared.dataset.widths
+    comps = {n: components_for(prepared.config, n, widths[n]) for n in prepared.names}
+    return TaskContext(prepared, stats, models, pairs, comps)
 
-    classify: list[ClassifyResult] = field(default_factory=list)
-    transfer: list[TransferResult] = field(default_factory=list)
-    retrieval: list[RetrievalResult] = field(default_factory=list)
-    logistic: list[LogisticResult] = field(default_factory=list)
+
+def scoring_pass(
+    prepared: Prepared, stats: PassStatistics, models: FittedModels, pairs: list[PairResult]
+) -> dict[str, list[Any]]:
+    """Every active task's scorers and embedders (after the work a task does first, such as
+    logistic regression's passes), then ONE scoring pass over the data for all of them;
+    each task's results under its name."""
+    running = tasks.scoring_tasks(prepared.config)
+    if not running:
+        return {}
+    context = task_context(prepared, stats, models, pairs)
+    requests = {task.name: task.score(context) for task in running}
+    scored = run_scoring_pass(
+        prepared.dataset,
+        prepared.plan,
+        context.label_codes,
+        context.n_classes,
+        [s for r in requests.values() for s in r.scorers],
+        [e for r in requests.values() for e in r.embedders],
+    )
+    return {name: r.collect(scored) for name, r in requests.items()}
 
 
-def cross_modal(
+def task_pass(
+    task: Task,
     prepared: Prepared,
     stats: PassStatistics,
     models: FittedModels,
     pairs: list[PairResult],
-) -> CrossModal:
-    """Classifiers from the statistics (and logistic regression on held scores), then one
-    scoring pass for every prediction of every task, split and α."""
-    config, plan = prepared.config, prepared.plan
-    if not config.scoring:
-        return CrossModal()
-    labelled = prepared.labels is not None and stats.classes is not None
-    if (config.classify or config.transfer) and not labelled:
-        raise ConfigError("classify and transfer need labels in the dataset.")
-    widths = prepared.dataset.widths
-    comps = {n: components_for(config, n, widths[n]) for n in prepared.names}
-    train = [plan.splits[s][0] for s in range(plan.n_splits)]
-    codes = None
-    if labelled:
-        codes = np.searchsorted(stats.classes, prepared.labels)  # type: ignore[arg-type]
-    n_classes = 0 if stats.classes is None else stats.classes.size
-
-    scorers: list[LinearScorer] = []
-    # Per feature set: a classifier per split, then the final one (all rows).
-    classifiers: dict[tuple[str, ...], list[Classifier]] = {}
-    for features in parse_feature_sets(config.classify, prepared.dataset.names):
-        fitted = [fit_classifier(stats, features, g, comps, config.alphas) for g in [*train, None]]
-        classifiers[features] = fitted
-        scorers.append(classify_scorer("classify:" + "+".join(features), fitted[:-1]))
-    logistic_fits: dict[tuple[str, ...], LogisticFit] = {}
-    if config.logistic and codes is not None:
-        for features, fitted in classifiers.items():
-            offsets, bases = stacked_affine(fitted)
-            held = hold_scores(prepared.dataset, plan, features, codes, offsets, bases)
-            logistic_fits[features] = fit_stacked_logistic(
-                held.blocks, held.n_models, held.k, n_classes, held.n_train,
-                C=config.logistic_c,
-            )  # fmt: skip
-            scorers.append(
-                logistic_scorer(
-                    "logistic:" + "+".join(features), features, offsets[:-1], bases[:-1],
-                    logistic_fits[features],
-                )
-            )  # fmt: skip
-    # The target's own accuracy depends only on the target and its per-split PCAs: pairs that
-    # share both (no masks among them) share one classifier and one "own" scorer.
-    own_scorer: dict[tuple[str, str], str] = {}
-    if config.transfer:
-        own_targets: dict[tuple[str, tuple[int, ...]], tuple[str, list[Classifier]]] = {}
-        for pair in pairs:
-            key = (pair.source, pair.target)
-            split_pairs = [models.split_models[(s, key)] for s in range(plan.n_splits)]
-            shared = (pair.target, tuple(id(m.target_pca) for m in split_pairs))
-            if shared not in own_targets:
-                fitted_targets = [
-                    fit_classifier(
-                        stats, [pair.target], groups, comps, config.alphas, pcas=[m.target_pca]
-                    )
-                    for groups, m in zip(train, split_pairs, strict=True)
-                ]
-                own_name = f"own:{pair.target}#{len(own_targets)}"
-                own_targets[shared] = (own_name, fitted_targets)
-                scorers.append(classify_scorer(own_name, fitted_targets))
-            own_scorer[key], targets = own_targets[shared]
-            name = f"{pair.source}--{pair.target}"
-            scorers.append(
-                transfer_scorer("transfer:" + name, split_pairs, targets, pair.alpha_index, *key)
-            )
-    embedders: list[Embedder] = []
-    if config.retrieval:
-        for pair in pairs:
-            key = (pair.source, pair.target)
-            eligible = [stats.rows_present(key, val) for _, val in plan.splits]
-            wanted = config.retrieval_rows
-            fractions = [1.0 if wanted is None else min(1.0, wanted / max(n, 1)) for n in eligible]
-            embedders.append(
-                retrieval_embedder(
-                    f"{pair.source}--{pair.target}",
-                    [models.split_models[(s, key)] for s in range(plan.n_splits)],
-                    pair.alpha_index,
-                    fractions,
-                    *key,
-                )
-            )
-
-    scored = run_scoring_pass(prepared.dataset, plan, codes, n_classes, scorers, embedders)
-    confusion = scored.confusions
-    alphas = np.asarray(config.alphas)
-
-    def best(matrices: np.ndarray) -> int:
-        correct = np.trace(matrices, axis1=2, axis2=3) / matrices.sum(axis=(2, 3))
-        return int(np.argmax(correct.mean(axis=0)))
-
-    classify = []
-    for features, fitted in classifiers.items():
-        matrices = confusion["classify:" + "+".join(features)]
-        classify.append(
-            ClassifyResult(
-                features,
-                alphas,
-                stats.classes,  # type: ignore[arg-type]
-                matrices,
-                best(matrices),
-                fitted[-1],
-            )
-        )
-    transfer = []
-    if config.transfer:
-        for pair in pairs:
-            name = f"{pair.source}--{pair.target}"
-            own = confusion[own_scorer[(pair.source, pair.target)]]
-            transfer.append(
-                TransferResult(
-                    source=pair.source,
-                    target=pair.target,
-                    alphas=alphas,
-                    map_alpha=pair.alpha,
-                    confusion=confusion["transfer:" + name],
-                    target_confusion=own,
-                    alpha_index=best(own),
-                )
-            )
-    retrieval = [
-        RetrievalResult(
-            source=pair.source,
-            target=pair.target,
-            map_alpha=pair.alpha,
-            ranks=[
-                scored.ranks[(f"{pair.source}--{pair.target}", s)] for s in range(plan.n_splits)
-            ],
-        )
-        for pair in pairs
-        if config.retrieval
-    ]
-    logistic = [
-        LogisticResult(
-            features=features,
-            C=config.logistic_c,
-            classes=stats.classes,  # type: ignore[arg-type]
-            confusion=confusion["logistic:" + "+".join(features)][:, 0],
-            coef=fit.coef[-1][: classifiers[features][-1].model.coef_.shape[1]],
-            intercept=fit.intercept[-1],
-            iterations=fit.iterations,
-            passes=fit.passes,
-            converged=fit.converged,
-        )
-        for features, fit in logistic_fits.items()
-    ]
-    return CrossModal(classify, transfer, retrieval, logistic)
-
-
-def random_feature_maps(prepared: Prepared, models: FittedModels) -> list[RandomFeatureResult]:
-    """Ridge on random Fourier features of the source scores, every pair (when asked)."""
-    config = prepared.config
-    if not config.random_features:
+) -> list[Any]:
+    """The results of a task with a pass of its own (random features), when it is asked."""
+    if not task.active(prepared.config):
         return []
-    return fit_random_features(
-        prepared.dataset,
-        prepared.plan,
-        models.split_models,
-        models.final_models,
-        prepared.pairs,
-        n_features=config.random_features,
-        gamma=config.rff_gamma,
-        alphas=config.alphas,
-        seed=config.seed,
-    )
+    return task.run(task_context(prepared, stats, models, pairs))
 
 
 def fingerprint(ds: Dataset, stats: PassStatistics) -> str:
@@ -393,11 +249,11 @@ def assemble(
     models: FittedModels,
     pairs: list[PairResult],
     timings: dict[str, float],
-    tasks: CrossModal | None = None,
-    nonlinear: list[RandomFeatureResult] | None = None,
+    results: dict[str, list[Any]] | None = None,
 ) -> FitResult:
-    """The FitResult with a fresh run id (not yet written)."""
-    tasks = tasks or CrossModal()
+    """The FitResult with a fresh run id (not yet written); ``results``: each task's results
+    under its name."""
+    done = results or {}
     return FitResult(
         config=prepared.config,
         dataset=prepared.dataset.url,
@@ -410,10 +266,6 @@ def assemble(
         run_id=new_run_id(),
         started=prepared.started,
         classes=stats.classes,
-        classify=tasks.classify,
-        transfer=tasks.transfer,
-        retrieval=tasks.retrieval,
-        logistic=tasks.logistic,
-        random_features=nonlinear or [],
+        tasks={task.name: done.get(task.name, []) for task in tasks.TASKS},
         reductions=dict(prepared.dataset.arrays.reductions),
     )

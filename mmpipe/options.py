@@ -1,82 +1,177 @@
-"""The options of a fit: what to compute and how to evaluate it."""
+"""The options of a fit, declared once.
+
+Each option is one field of :class:`FitConfig` with its type, default, bounds and help text.
+Everything else is derived from it: the keyword arguments of ``mmpipe.fit``, the keys of the
+YAML run config (``mmpipe.config.RunConfig`` extends this model) and the flags of
+``mmpipe fit`` (``mmpipe.cli.options``). All three accept the same values, spelled the same way
+(the CLI's text forms too: ``"image=64,text=0.9"``, ``"0.1,1,10"``, ``"all"``), and refuse bad
+ones with the same message (:func:`options_message`). A new option is one field here.
+
+Checks that need the dataset (a pair names a modality it has, labels exist) are in
+:mod:`mmpipe.prepare`.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
-
-Components = int | float | None | Mapping[str, int | float | None]
+from mmpipe.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class FitConfig:
-    """Every choice of a fit; stored with the results as provenance."""
+class Flag:
+    """How an option is written on the command line, beyond ``--<name-with-dashes>``."""
 
-    pairs: tuple[tuple[str, str], ...] | None = None
-    """Directed (source, target) pairs; None = every ordered pair of modalities."""
-    components: int | float | dict[str, int | float | None] | None = DEFAULT_COMPONENTS
-    """PCA components per modality: a count (capped at the width), a variance fraction in (0, 1),
-    None for all, or a dict per modality name."""
-    folds: int = 5
-    """K for K-fold cross-validation (ignored when ``holdout`` is set)."""
-    holdout: float | None = None
-    """Fraction of rows held out for validation, instead of K-fold."""
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    """Ridge penalties to evaluate; the best mean validation R² is chosen."""
-    seed: int = 0
-    """Seed of the fold assignment."""
-    solver: Literal["normal", "tsqr"] = "normal"
-    """'normal': from the statistics; 'tsqr': second pass, QR of the scores (ill-conditioned)."""
-    cca_reg: float = 1e-3
-    """Ridge term added to each side's score covariance in CCA."""
-    chunk_rows: int | None = None
-    """Dask row block size; None lets open_dataset choose from the store chunks."""
-    sketch_above: int | None = 4096
-    """Modalities wider than this many columns are first reduced by a randomized sketch of
-    their standardized columns (mmpipe.models.sketch); None: never."""
-    sketch_columns: int | None = None
-    """Sketch width q of a reduced modality; None: min(d, 4·k + 64) for k components."""
-    sketch_power: int = 1
-    """Power iterations of the sketch (one more pass over the wide modality each)."""
-    precision: Literal["float64", "float32"] = "float64"
-    """dtype of each row block's Gram in the statistics pass; merges are float64 either way.
-    float32 makes each block's Gram about 40% faster (README, Performance) at about 1e-6
-    relative error."""
-    classify: tuple[tuple[str, ...], ...] = ()
-    """Feature sets to classify the labels from, each one or more modalities (fused scores)."""
-    transfer: bool = False
-    """For every pair source → target: the target's classifier on source rows mapped by W."""
-    retrieval: bool = False
-    """For every pair: rank the target's validation rows for each mapped source row."""
-    retrieval_rows: int | None = 5000
-    """Validation rows per split and pair ranked in retrieval (a seeded subset); None: all."""
-    logistic: bool = False
-    """Also fit multinomial logistic regression (L-BFGS on the workers) per classify set."""
-    logistic_c: float = 1.0
-    """Inverse l2 strength of the logistic regression (scikit-learn's C)."""
-    random_features: int = 0
-    """D random Fourier features for a non-linear map per pair (0: linear maps only)."""
-    rff_gamma: float | None = None
-    """RBF γ of the random features; None: 1 / (2·median pairwise distance²) of source scores."""
+    aliases: tuple[str, ...] = ()
+    """Other flag names accepted (older spellings)."""
+    repeat: bool = False
+    """The flag is repeated, one value each (``--pairs a:b --pairs b:a``)."""
+    none_word: str | None = None
+    """The word that means None (null in YAML), e.g. ``never`` for ``sketch_above``."""
+    metavar: str | None = None
+    text_pattern: str | None = None
+    """The pattern of a list written as text, for the JSON schema."""
+    off: str | None = None
+    """A yes/no option's flag for no (default ``--no-<name>``)."""
 
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["pairs"] = None if self.pairs is None else [list(p) for p in self.pairs]
-        out["alphas"] = list(self.alphas)
-        out["classify"] = [list(f) for f in self.classify]
-        return out
 
-    @property
-    def scoring(self) -> bool:
-        """Whether the fit needs the scoring pass."""
-        return bool(self.classify) or self.transfer or self.retrieval
+def flag_of(model: type[BaseModel], name: str) -> Flag:
+    """The :class:`Flag` of a field (a plain one when it declares none)."""
+    for item in model.model_fields[name].metadata:
+        if isinstance(item, Flag):
+            return item
+    return Flag()
+
+
+def _text_forms(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Let the JSON schema accept what the model accepts: the word for None, and a list
+    written as text ('0.1,1,10')."""
+    for name, prop in schema.get("properties", {}).items():
+        flag = flag_of(model, name)
+        forms = [{"const": flag.none_word}] if flag.none_word else []
+        if flag.text_pattern:
+            forms.append({"type": "string", "pattern": flag.text_pattern})
+        if forms:
+            kept = {k: prop.pop(k) for k in ("title", "description", "default") if k in prop}
+            schema["properties"][name] = {"anyOf": [prop, *forms], **kept}
+
+
+class Options(BaseModel):
+    """Base of mmpipe's option models: frozen, unknown names refused. :meth:`parse` is how
+    mmpipe reads options (keyword arguments, YAML, CLI flags): every bad value is a
+    :class:`~mmpipe.errors.ConfigError` with :func:`options_message`'s wording."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_text_forms)
+
+    def __init__(self, **data: Any) -> None:
+        token = _VALIDATING.set(_VALIDATING.get() + 1)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            if _VALIDATING.get() > 1:
+                raise  # a nested model's errors belong to the outer model's message
+            raise ConfigError(options_message(exc, type(self), type(self).__name__)) from None
+        finally:
+            _VALIDATING.reset(token)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], source: str) -> Self:
+        """Validate a mapping (a YAML file's, CLI flags', keyword arguments'); ``source`` says
+        where it came from in the error."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"Invalid {source}: expected a mapping of keys to values.")
+        token = _VALIDATING.set(_VALIDATING.get() + 1)
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ConfigError(options_message(exc, cls, source)) from None
+        finally:
+            _VALIDATING.reset(token)
+
+
+_VALIDATING: ContextVar[int] = ContextVar("mmpipe_options_validating", default=0)
+"""How many option models are being validated in this context (nested models count)."""
+
+
+def _field_at(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[type[BaseModel], str]:
+    """The model and field name that a validation error's location points into."""
+    for i, part in enumerate(loc[:-1]):
+        annotation = model.model_fields.get(str(part))
+        inner = getattr(annotation, "annotation", None)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return _field_at(inner, loc[i + 1 :])
+        break
+    return model, str(loc[0]) if loc else ""
+
+
+def options_message(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+    """One message for every bad option, wherever it was given: ``<key>: <what is wrong>
+    (got <value>)``; an unknown key lists the allowed ones; credentials are never echoed."""
+    lines = []
+    errors = exc.errors()
+    for err in errors:
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        if err["type"] == "too_short" and any(
+            len(e["loc"]) > len(err["loc"]) and e["loc"][: len(err["loc"])] == err["loc"]
+            for e in errors
+        ):
+            continue  # an item was refused; saying the list is then too short adds nothing
+        key = ".".join(str(p) for p in loc)
+        owner, name = _field_at(model, loc)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {key!r} (allowed: {', '.join(owner.model_fields)})")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"missing key {key!r}")
+            continue
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        flag = flag_of(owner, name) if name in owner.model_fields else Flag()
+        if flag.none_word and "must be" not in msg:
+            msg += f", or {flag.none_word!r} (null)"
+        # Storage options may hold credentials: never echo them.
+        got = "" if key.startswith("storage_options") else f" (got {err.get('input')!r})"
+        lines.append(f"{key}: {msg}{got}" if key else msg)
+    return f"Invalid {source}: " + "; ".join(dict.fromkeys(lines))
+
+
+# -- the text forms every source accepts --------------------------------------------------------
+
+
+def _none_word(word: str) -> BeforeValidator:
+    def parse(value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == word else value
+
+    return BeforeValidator(parse)
+
+
+def _split(separator: str) -> BeforeValidator:
+    """A string holds a list: 'a:b,c:d', '0.1,1,10'."""
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(separator) if part.strip()]
+        return value
+
+    return BeforeValidator(parse)
 
 
 def pair_of(item: str | Sequence[str]) -> tuple[str, ...]:
-    """'image:text' or ('image', 'text') -> ('image', 'text'); parse_pairs checks the rest."""
+    """'image:text' or ('image', 'text') -> ('image', 'text')."""
     parts = item.split(":") if isinstance(item, str) else item
     return tuple(str(p).strip() for p in parts)
 
@@ -85,3 +180,229 @@ def feature_set(item: str | Sequence[str]) -> tuple[str, ...]:
     """'image+text' or ('image', 'text') -> ('image', 'text')."""
     parts = item.split("+") if isinstance(item, str) else item
     return tuple(str(p).strip() for p in parts)
+
+
+def _pairs(value: Any) -> Any:
+    if value is None or not isinstance(value, list | tuple):
+        return value
+    out = []
+    for item in value:
+        parts = pair_of(item) if isinstance(item, str | list | tuple) else item
+        if not isinstance(parts, tuple) or len(parts) != 2 or not all(parts):
+            raise ValueError(f"pair {item!r} must be written SOURCE:TARGET")
+        out.append(parts)
+    return out
+
+
+def _feature_sets(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        return value
+    out = []
+    for item in value:
+        features = feature_set(item) if isinstance(item, str | list | tuple) else item
+        if not isinstance(features, tuple) or not features or not all(features):
+            raise ValueError(f"feature set {item!r} must be modality names joined by +")
+        if len(set(features)) != len(features):
+            raise ValueError(f"feature set {item!r} repeats a modality")
+        out.append(features)
+    return out
+
+
+_COMPONENTS_ALLOWED = (
+    "a count >= 1, a variance fraction in (0, 1), 'all' (null), or a mapping of modality "
+    "names to those"
+)
+
+
+def _component(value: Any) -> int | float | None:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "all":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"must be {_COMPONENTS_ALLOWED}") from None
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    if isinstance(value, float) and 0.0 < value < 1.0:
+        return value
+    raise ValueError(f"must be {_COMPONENTS_ALLOWED}")
+
+
+def _components(value: Any) -> Any:
+    if isinstance(value, str) and "=" in value:
+        value = {k.strip(): v for k, _, v in (p.partition("=") for p in value.split(","))}
+    if isinstance(value, Mapping):
+        return {str(name): _component(v) for name, v in value.items()}
+    return _component(value)
+
+
+def _finite_alphas(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        for a in value:
+            if isinstance(a, int | float) and not math.isfinite(a):
+                raise ValueError("every α must be a finite number >= 0")
+    return value
+
+
+_COMPONENT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        {"const": "all"},
+        {"type": "null"},
+    ]
+}
+_COMPONENTS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        *_COMPONENT_SCHEMA["anyOf"],
+        {"type": "string", "pattern": r"^\s*[^=,\s]+\s*=[^,]+(,\s*[^=,\s]+\s*=[^,]+)*$"},
+        {"type": "object", "additionalProperties": _COMPONENT_SCHEMA},
+    ]
+}
+_PAIRS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": "string", "pattern": r"^[^:]+:[^:]+$"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+                ]
+            },
+        },
+        {"type": "string", "pattern": r"^[^:,]+:[^:,]+(,[^:,]+:[^:,]+)*$"},
+        {"type": "null"},
+    ]
+}
+
+_NUMBERS = r"^\s*[-+0-9.eE]+(\s*,\s*[-+0-9.eE]+)*\s*$"
+ComponentSpec = int | float | None
+Components = ComponentSpec | Mapping[str, ComponentSpec]
+PairList = Annotated[
+    tuple[tuple[str, str], ...] | None,
+    BeforeValidator(_pairs),
+    _split(","),  # before validators run last first: this one sees the value first
+    WithJsonSchema(_PAIRS_SCHEMA),
+]
+FeatureSets = Annotated[tuple[tuple[str, ...], ...], BeforeValidator(_feature_sets), _split(",")]
+Alphas = Annotated[
+    tuple[Annotated[float, Field(ge=0, allow_inf_nan=False)], ...],
+    Field(min_length=1),
+    BeforeValidator(_finite_alphas),
+    _split(","),
+]
+
+
+class FitConfig(Options):
+    """Every choice of a fit; stored with the results as provenance."""
+
+    pairs: Annotated[PairList, Flag(aliases=("--pair",), repeat=True, metavar="SOURCE:TARGET")] = (
+        Field(
+            None, description="Directed SOURCE:TARGET pairs to fit (default: every ordered pair)."
+        )
+    )
+    components: Annotated[
+        ComponentSpec | dict[str, ComponentSpec],
+        BeforeValidator(_components),
+        WithJsonSchema(_COMPONENTS_SCHEMA),
+        Flag(metavar="K|FRACTION|all|NAME=K,..."),
+    ] = Field(
+        DEFAULT_COMPONENTS,
+        description="PCA components per modality: a count (capped at the width), a variance "
+        "fraction in (0, 1), 'all', or NAME=VALUE,... per modality.",
+    )
+    folds: Annotated[int, Field(ge=2, le=127)] = Field(
+        5, description="K of K-fold cross-validation (unused with holdout)."
+    )
+    holdout: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None, description="Hold out this fraction of rows for validation instead of K-fold."
+    )
+    alphas: Annotated[Alphas, Flag(metavar="A,B,...", text_pattern=_NUMBERS)] = Field(
+        DEFAULT_ALPHAS, description="Ridge α path; the best mean validation R² is chosen."
+    )
+    seed: Annotated[int, Field(ge=0)] = Field(0, description="Seed of the fold assignment.")
+    solver: Literal["normal", "tsqr"] = Field(
+        "normal",
+        description="Ridge solver: normal (from the one pass) or tsqr (QR of the scores, one "
+        "more pass; for ill-conditioned data).",
+    )
+    cca_reg: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        1e-3, description="Ridge term added to each side's score covariance in CCA."
+    )
+    chunk_rows: Annotated[
+        Annotated[int, Field(ge=1)] | None, _none_word("auto"), Flag(none_word="auto")
+    ] = Field(None, description="Rows per Dask block ('auto': from the store's chunks).")
+    sketch_above: Annotated[
+        Annotated[int, Field(ge=1)] | None, _none_word("never"), Flag(none_word="never")
+    ] = Field(
+        4096,
+        description="Reduce modalities wider than this many columns by a randomized sketch "
+        "first ('never': never).",
+    )
+    sketch_columns: Annotated[
+        Annotated[int, Field(ge=2)] | None, _none_word("auto"), Flag(none_word="auto")
+    ] = Field(None, description="Sketch width of a wide modality ('auto': min(d, 4k + 64)).")
+    sketch_power: Annotated[int, Field(ge=0)] = Field(
+        1, description="Power iterations of the sketch (one more pass each)."
+    )
+    precision: Literal["float64", "float32"] = Field(
+        "float64",
+        description="dtype of each row block's Gram in the statistics pass (float32: faster, "
+        "about 1e-6 relative error; merges are float64 either way).",
+    )
+    classify: Annotated[
+        FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]", text_pattern=r"^[^,]+(,[^,]+)*$")
+    ] = Field(
+        (),
+        description="Classify the labels from these modalities' fused scores, e.g. image or "
+        "image+text.",
+    )
+    transfer: bool = Field(
+        False, description="Apply each pair target's classifier to the source mapped through W."
+    )
+    retrieval: Annotated[bool, Flag(aliases=("--retrieve",))] = Field(
+        False, description="Cross-modal retrieval for every pair, both directions."
+    )
+    retrieval_rows: Annotated[
+        Annotated[int, Field(ge=2)] | None, _none_word("all"), Flag(none_word="all")
+    ] = Field(
+        5000, description="Validation rows ranked per split and pair in retrieval ('all': all)."
+    )
+    logistic: bool = Field(
+        False,
+        description="Also multinomial logistic regression per classify feature set (L-BFGS on "
+        "the workers).",
+    )
+    logistic_c: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        1.0, description="Logistic regression's C (inverse l2 strength, as scikit-learn's)."
+    )
+    random_features: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Also a non-linear map per pair: ridge on this many random Fourier "
+        "features of the source scores (0: off).",
+    )
+    rff_gamma: Annotated[
+        Annotated[float, Field(gt=0, allow_inf_nan=False)] | None,
+        _none_word("median"),
+        Flag(none_word="median"),
+    ] = Field(None, description="RBF γ of the random features ('median': the median rule).")
+
+    @model_validator(mode="after")
+    def _logistic_needs_classify(self) -> Self:
+        if self.logistic and not self.classify:
+            raise ValueError("logistic needs at least one classify feature set (e.g. image+text)")
+        return self
+
+    @classmethod
+    def with_overrides(cls, config: FitConfig | None, overrides: Mapping[str, Any]) -> FitConfig:
+        """``config`` (default: every default) with some options replaced, validated again."""
+        data = {} if config is None else config.model_dump(exclude_unset=True)
+        return cls.parse({**data, **overrides}, "fit options")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

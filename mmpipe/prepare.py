@@ -14,15 +14,14 @@ from typing import Literal
 
 import numpy as np
 
+from mmpipe import tasks
 from mmpipe.defaults import DEFAULT_COMPONENTS
 from mmpipe.errors import ConfigError, bad_parameter
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
 from mmpipe.io.locations import check_results_location
 from mmpipe.io.results import check_writable
 from mmpipe.io.storage import StorageOptions
-from mmpipe.models.transfer import check_alphas
-from mmpipe.options import FitConfig, feature_set, pair_of
-from mmpipe.stats.blocked import PRECISIONS
+from mmpipe.options import FitConfig, pair_of
 from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
 
 
@@ -50,26 +49,6 @@ def parse_pairs(
             out.append((source, target))
     if not out:
         raise ConfigError("No pairs given: name at least one SOURCE:TARGET or leave pairs unset.")
-    return tuple(out)
-
-
-def parse_feature_sets(
-    sets: Iterable[str | Sequence[str]] | None, names: Sequence[str]
-) -> tuple[tuple[str, ...], ...]:
-    """Normalize 'a+b' strings or sequences of modality names; checks every name."""
-    out: list[tuple[str, ...]] = []
-    for item in sets or ():
-        features = feature_set(item)
-        for name in features:
-            if name not in names:
-                raise ConfigError(
-                    f"classify feature set {'+'.join(features)!r} names modality {name!r}, "
-                    f"which the dataset does not have (modalities: {', '.join(names)})."
-                )
-        if len(set(features)) != len(features) or not features:
-            raise ConfigError(f"classify feature set {item!r} repeats a modality or is empty.")
-        if features not in out:
-            out.append(features)
     return tuple(out)
 
 
@@ -108,26 +87,8 @@ def check_plan(ds: Dataset, plan: FoldPlan) -> None:
 
 
 def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
-    """Validate every parameter against the dataset before any data is read."""
-    if not isinstance(config.folds, int) or isinstance(config.folds, bool) or config.folds < 2:
-        raise bad_parameter("folds", "fit", "an int >= 2", config.folds)
-    check_alphas(config.alphas, owner="fit")
-    if config.solver not in ("normal", "tsqr"):
-        raise bad_parameter("solver", "fit", "'normal' or 'tsqr'", config.solver)
-    if config.sketch_above is not None and (
-        not isinstance(config.sketch_above, int) or config.sketch_above < 1
-    ):
-        raise bad_parameter("sketch_above", "fit", "an int >= 1 or None", config.sketch_above)
-    if config.sketch_columns is not None and (
-        not isinstance(config.sketch_columns, int) or config.sketch_columns < 2
-    ):
-        raise bad_parameter("sketch_columns", "fit", "an int >= 2 or None", config.sketch_columns)
-    if not isinstance(config.sketch_power, int) or config.sketch_power < 0:
-        raise bad_parameter("sketch_power", "fit", "an int >= 0", config.sketch_power)
-    if config.precision not in PRECISIONS:
-        raise bad_parameter("precision", "fit", "'float64' or 'float32'", config.precision)
-    if config.holdout is not None and not 0.0 < config.holdout < 1.0:
-        raise bad_parameter("holdout", "fit", "a float in the range (0, 1)", config.holdout)
+    """Check the options against the dataset before any data is read (the options' own
+    bounds were checked when the :class:`FitConfig` was made)."""
     if isinstance(config.components, Mapping):
         unknown = set(config.components) - set(ds.names)
         if unknown:
@@ -135,33 +96,8 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
                 f"components names unknown modalities {sorted(unknown)} "
                 f"(modalities: {', '.join(ds.names)})."
             )
-    for name, width in ds.widths.items():
-        spec = components_for(config, name, width)
-        if (
-            spec is not None
-            and not isinstance(spec, int)
-            and not (isinstance(spec, float) and 0.0 < spec < 1.0)
-        ):
-            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
-    parse_feature_sets(config.classify, ds.names)
-    if config.retrieval_rows is not None and (
-        not isinstance(config.retrieval_rows, int) or config.retrieval_rows < 2
-    ):
-        raise bad_parameter("retrieval_rows", "fit", "an int >= 2 or None", config.retrieval_rows)
-    if config.logistic and not config.classify:
-        raise ConfigError("logistic needs at least one classify feature set (e.g. image+text).")
-    if not isinstance(config.random_features, int) or config.random_features < 0:
-        raise bad_parameter("random_features", "fit", "an int >= 0", config.random_features)
-    if config.rff_gamma is not None and not config.rff_gamma > 0:
-        raise bad_parameter("rff_gamma", "fit", "a float > 0 or None", config.rff_gamma)
-    if not (isinstance(config.logistic_c, int | float) and config.logistic_c > 0):
-        raise bad_parameter("logistic_c", "fit", "a float > 0", config.logistic_c)
-    if (config.classify or config.transfer) and ds.label_array is None:
-        asked = "classify" if config.classify else "transfer"
-        raise ConfigError(
-            f"{asked} needs labels, but {ds.url!r} has no 'labels' array: add labels (n,) "
-            "integer classes to the dataset, or drop the classification options."
-        )
+    for task in tasks.TASKS:  # each task's options against the dataset (e.g. needs labels)
+        task.check(config, ds)
     return parse_pairs(config.pairs, ds.names)
 
 

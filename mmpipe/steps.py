@@ -15,19 +15,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
-from mmpipe import engine, report
+from mmpipe import engine, report, tasks
 from mmpipe.cluster import using
-from mmpipe.defaults import DEFAULT_ALPHAS, DEFAULT_COMPONENTS
-from mmpipe.engine import CrossModal, FittedModels
+from mmpipe.engine import FittedModels
 from mmpipe.io.dataset import Dataset
 from mmpipe.io.results import run_writer
 from mmpipe.io.storage import StorageOptions
-from mmpipe.nonlinear import RandomFeatureResult
-from mmpipe.options import Components, FitConfig, feature_set, pair_of
+from mmpipe.options import FitConfig
 from mmpipe.prepare import Prepared, prepare, wide_modalities
 from mmpipe.result import FitResult, PairResult
 from mmpipe.signals import stop_signals_raise
@@ -44,8 +42,8 @@ class FitState:
     stats: PassStatistics | None = None
     models: FittedModels | None = None
     pairs: list[PairResult] = field(default_factory=list)
-    tasks: CrossModal = field(default_factory=CrossModal)
-    nonlinear: list[RandomFeatureResult] = field(default_factory=list)
+    tasks: dict[str, list[Any]] = field(default_factory=dict)
+    """Each cross-modal task's results so far, under its name (see :mod:`mmpipe.tasks`)."""
 
     def statistics(self) -> PassStatistics:
         if self.stats is None:
@@ -60,9 +58,8 @@ class FitState:
     def result(self, timings: dict[str, float]) -> FitResult:
         """The FitResult of a fit whose steps have all run (not yet written)."""
         return engine.assemble(
-            self.prepared, self.statistics(), self.fitted(), self.pairs, timings, self.tasks,
-            self.nonlinear,
-        )  # fmt: skip
+            self.prepared, self.statistics(), self.fitted(), self.pairs, timings, self.tasks
+        )
 
 
 @dataclass(frozen=True)
@@ -107,18 +104,14 @@ def _evaluate_says(before: FitState, after: FitState) -> list[str]:
     return [report.line("pairs", p.summary()) for p in after.pairs]
 
 
-def _scoring_says(before: FitState, after: FitState) -> list[str]:
-    done: dict[str, list[Any]] = {
-        "classify": after.tasks.classify,
-        "transfer": after.tasks.transfer,
-        "logistic": after.tasks.logistic,
-        "retrieval": after.tasks.retrieval,
-    }
-    return [report.line(kind, one.summary()) for kind, results in done.items() for one in results]
-
-
-def _random_features_says(before: FitState, after: FitState) -> list[str]:
-    return [report.line("random_features", rf.summary()) for rf in after.nonlinear]
+def _tasks_say(before: FitState, after: FitState) -> list[str]:
+    """A line per result of the tasks the step ran, in the registry's order."""
+    return [
+        report.line(name, one.summary())
+        for name, results in after.tasks.items()
+        if name not in before.tasks
+        for one in results
+    ]
 
 
 # The engine's functions are looked up on the module at call time, so that a test (or a user)
@@ -142,13 +135,25 @@ def _evaluate(state: FitState) -> FitState:
 
 
 def _scoring(state: FitState) -> FitState:
-    tasks = engine.cross_modal(state.prepared, state.statistics(), state.fitted(), state.pairs)
-    return replace(state, tasks=tasks)
+    done = engine.scoring_pass(state.prepared, state.statistics(), state.fitted(), state.pairs)
+    return replace(state, tasks=state.tasks | done)
 
 
-def _random_features(state: FitState) -> FitState:
-    maps = engine.random_feature_maps(state.prepared, state.fitted())
-    return replace(state, nonlinear=maps)
+def _scoring_needed(state: FitState) -> bool:
+    """Some active task joins the scoring pass."""
+    return bool(tasks.scoring_tasks(state.prepared.config))
+
+
+def _own_pass(task: tasks.Task) -> Step:
+    """The step ``<name>_pass`` of a task with a pass of its own (random features)."""
+
+    def run(state: FitState) -> FitState:
+        done = engine.task_pass(
+            task, state.prepared, state.statistics(), state.fitted(), state.pairs
+        )
+        return replace(state, tasks=state.tasks | {task.name: done})
+
+    return Step(f"{task.name}_pass", run, lambda s: task.active(s.prepared.config), _tasks_say)
 
 
 STEPS: tuple[Step, ...] = (
@@ -156,15 +161,11 @@ STEPS: tuple[Step, ...] = (
     Step("statistics_pass", _statistics, _always, _statistics_says),
     Step("models", _models, _always, _silent),
     Step("evaluate", _evaluate, _always, _evaluate_says),
-    Step("scoring_pass", _scoring, lambda s: s.prepared.config.scoring, _scoring_says),
-    Step(
-        "random_features_pass",
-        _random_features,
-        lambda s: s.prepared.config.random_features > 0,
-        _random_features_says,
-    ),
+    Step("scoring_pass", _scoring, _scoring_needed, _tasks_say),
+    *(_own_pass(task) for task in tasks.TASKS if task.own_pass),
 )
-"""Every step after ``prepare``, in order."""
+"""Every step after ``prepare``, in order: the scoring pass of every task that joins it, then
+a pass per task with one of its own (mmpipe.tasks.TASKS)."""
 
 StepRunner = Callable[[Step, FitState, Any], FitState]
 log = logging.getLogger("mmpipe")
@@ -201,107 +202,37 @@ def run_steps(
 
 def fit(
     dataset: str | os.PathLike[str] | Dataset,
+    config: FitConfig | None = None,
     *,
-    pairs: Iterable[str | Sequence[str]] | None = None,
-    components: Components = DEFAULT_COMPONENTS,
-    folds: int = 5,
-    alphas: Sequence[float] = DEFAULT_ALPHAS,
-    holdout: float | None = None,
-    seed: int = 0,
-    solver: Literal["normal", "tsqr"] = "normal",
-    cca_reg: float = 1e-3,
-    chunk_rows: int | None = None,
-    precision: Literal["float64", "float32"] = "float64",
-    sketch_above: int | None = 4096,
-    sketch_columns: int | None = None,
-    sketch_power: int = 1,
     out: str | os.PathLike[str] | None = None,
     client: object | None = None,
     storage_options: StorageOptions | None = None,
     results_storage_options: StorageOptions | None = None,
     plan: FoldPlan | None = None,
-    classify: Iterable[str | Sequence[str]] | None = None,
-    transfer: bool = False,
-    retrieval: bool = False,
-    retrieval_rows: int | None = 5000,
-    logistic: bool = False,
-    logistic_c: float = 1.0,
-    random_features: int = 0,
-    rff_gamma: float | None = None,
+    **options: Any,
 ) -> FitResult:
     """Fit standardization, PCA and every transfer map with cross-validation, in one pass.
 
+    The fit's options are :class:`~mmpipe.options.FitConfig`'s fields, given as ``config``,
+    as keyword arguments, or both (keywords replace the config's values): ``pairs``,
+    ``components``, ``folds``, ``holdout``, ``alphas``, ``classify``, ``transfer``,
+    ``retrieval``, ``logistic``, ``random_features``... (``mmpipe fit --help`` lists them all
+    with their defaults; the values are the same as the run config's). A bad option is a
+    :class:`~mmpipe.errors.ConfigError` naming it.
+
     Returns a :class:`FitResult`; with ``out`` the run is also written to that results store
-    (see :mod:`mmpipe.io.results`). ``client`` is a ``distributed.Client``; without one the
-    current Dask scheduler is used. ``plan`` replaces the K-fold/hold-out plan with splits of
-    your own (:class:`~mmpipe.stats.folds.FoldPlan`).
+    (see :mod:`mmpipe.io.results`). ``client`` is a ``distributed.Client``, made the run's
+    client for every pass; without one, the current client (``client.as_current()``), else
+    Dask's default one, else threads in this process. ``plan`` replaces the K-fold/hold-out
+    plan with splits of your own (:class:`~mmpipe.stats.folds.FoldPlan`).
 
-    ``classify`` lists feature sets ("image", "image+text") to classify the labels from;
-    ``transfer=True`` applies each pair target's classifier to the source's rows mapped through
-    W; ``retrieval=True`` ranks, for every pair, the target's validation rows for each source
-    row mapped through W (recall@1/5/10, median rank, both directions) on up to
-    ``retrieval_rows`` rows per split. All of these are scored in one more pass over the data.
-    ``logistic=True`` also fits multinomial logistic regression (``logistic_c`` = scikit-learn's
-    C) per classify set; it reads those modalities once more to hold their scores on the
-    workers, where each L-BFGS iteration is one pass over them. ``random_features=D`` adds a
-    non-linear map per pair: ridge on D random Fourier features of the source scores (one more
-    pass over the pairs' modalities).
-
-    ``precision="float32"`` computes each row block's Gram in float32 (faster; about 1e-6
-    relative). Modalities wider than ``sketch_above`` columns are first reduced to
-    ``sketch_columns`` coordinates by a randomized sketch with ``sketch_power`` power
-    iterations, one pass each (:mod:`mmpipe.models.sketch`); ``sketch_above=None`` never does.
+    The cross-modal tasks (classify, transfer, retrieval) are scored in one more pass over
+    the data; logistic regression reads its modalities once more to hold their scores on the
+    workers, where each L-BFGS iteration is one pass over them; random features add one more
+    pass over the pairs' modalities. Modalities wider than ``sketch_above`` columns are first
+    reduced by a randomized sketch, one pass per power iteration (:mod:`mmpipe.models.sketch`).
     """
-    config = FitConfig(
-        pairs=None
-        if pairs is None
-        else tuple(
-            pair_of(p)  # type: ignore[misc]
-            for p in pairs
-        ),
-        components=dict(components) if isinstance(components, Mapping) else components,
-        folds=folds,
-        holdout=holdout,
-        alphas=tuple(float(a) for a in alphas),
-        seed=seed,
-        solver=solver,
-        cca_reg=cca_reg,
-        chunk_rows=chunk_rows,
-        precision=precision,
-        sketch_above=sketch_above,
-        sketch_columns=sketch_columns,
-        sketch_power=sketch_power,
-        classify=tuple(feature_set(c) for c in classify or ()),
-        transfer=transfer,
-        retrieval=retrieval,
-        retrieval_rows=retrieval_rows,
-        logistic=logistic,
-        logistic_c=logistic_c,
-        random_features=random_features,
-        rff_gamma=rff_gamma,
-    )
-    return fit_config(
-        dataset,
-        config,
-        out=out,
-        client=client,
-        storage_options=storage_options,
-        results_storage_options=results_storage_options,
-        plan=plan,
-    )
-
-
-def fit_config(
-    dataset: str | os.PathLike[str] | Dataset,
-    config: FitConfig,
-    *,
-    out: str | os.PathLike[str] | None = None,
-    client: object | None = None,
-    storage_options: StorageOptions | None = None,
-    results_storage_options: StorageOptions | None = None,
-    plan: FoldPlan | None = None,
-) -> FitResult:
-    """:func:`fit` with a ready :class:`FitConfig` (and optionally a fold plan of your own)."""
+    config = FitConfig.with_overrides(config, options) if options or config is None else config
     start = time.perf_counter()
     prepared = prepare(
         dataset,

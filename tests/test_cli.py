@@ -77,11 +77,11 @@ def test_fit_json_contract(small_store: str, small_views: Views, tmp_path: Path)
     ("args", "message"),
     [
         (["--pair", "m0:nope"], "names modality 'nope'"),
-        (["--alphas", "1,x"], "comma-separated numbers"),
-        (["--components", "lots"], "--components 'lots'"),
-        (["--folds", "1"], "'folds' parameter"),
-        (["--solver", "qr"], "--solver must be"),
-        (["--precision", "float16"], "--precision must be"),
+        (["--alphas", "1,x"], "alphas.1: Input should be a valid number"),
+        (["--components", "lots"], "components: must be a count >= 1"),
+        (["--folds", "1"], "folds: Input should be greater than or equal to 2 (got 1)"),
+        (["--solver", "qr"], "solver: Input should be 'normal' or 'tsqr'"),
+        (["--precision", "float16"], "precision: Input should be 'float64' or 'float32'"),
         (["--in-process", "--workers", "2"], "'in_process' parameter"),
     ],
 )

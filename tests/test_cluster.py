@@ -32,7 +32,7 @@ def test_timeouts_have_documented_defaults_and_reach_the_spec() -> None:
     config = load_config(
         {"dataset": "x.zarr", "cluster": {"connect_timeout": 3, "scheduler_timeout": 7.5}}
     )
-    assert config.cluster.spec() == ClusterSpec(connect_timeout=3, scheduler_timeout=7.5)
+    assert config.cluster == ClusterSpec(connect_timeout=3, scheduler_timeout=7.5)
 
 
 @pytest.mark.parametrize("name", ["connect_timeout", "scheduler_timeout"])

@@ -289,13 +289,13 @@ def test_zero_variance_columns_reported_and_scaled_by_one(tmp_path: Path) -> Non
         ({"pairs": ["m0:zz"]}, "names modality 'zz'"),
         ({"pairs": ["m0"]}, "must be written SOURCE:TARGET"),
         ({"pairs": ["m0:m0"]}, "onto itself"),
-        ({"alphas": [-1.0]}, "'alphas' parameter of fit"),
-        ({"folds": 1}, "'folds' parameter of fit"),
-        ({"holdout": 1.5}, "'holdout' parameter of fit"),
+        ({"alphas": [-1.0]}, "alphas.0: Input should be greater than or equal to 0"),
+        ({"folds": 1}, "folds: Input should be greater than or equal to 2"),
+        ({"holdout": 1.5}, "holdout: Input should be less than 1"),
         ({"components": {"zz": 3}}, "unknown modalities"),
         ({"components": 99}, None),  # capped at the width: allowed
-        ({"components": -2}, "'components' parameter of fit"),
-        ({"solver": "magic"}, "'solver' parameter of fit"),
+        ({"components": -2}, "components: must be a count >= 1"),
+        ({"solver": "magic"}, "solver: Input should be 'normal' or 'tsqr'"),
     ],
 )
 def test_bad_parameters(small_store: str, kwargs: dict[str, Any], message: str | None) -> None:

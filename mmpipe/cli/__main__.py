@@ -1,0 +1,5 @@
+"""``python -m mmpipe.cli``: the same as the ``mmpipe`` command."""
+
+from mmpipe.cli import main
+
+main()

@@ -1,0 +1,223 @@
+"""Commands that fit (fit, run) and read what runs wrote (runs); the run config."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from mmpipe.cli.app import StorageOpt, _print_json, app, debugging, handled, parse_options
+from mmpipe.cli.options import with_options
+from mmpipe.cluster import ClusterSpec
+from mmpipe.errors import MissingDependencyError
+from mmpipe.options import FitConfig
+from mmpipe.signals import stop_signals_raise
+
+
+@app.command()
+@handled
+@with_options(fit_options=FitConfig, cluster_options=ClusterSpec)
+def fit(
+    store: Annotated[str, typer.Argument(help="Dataset path or URL.")],
+    out: Annotated[str | None, typer.Option(help="Results store (path or URL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    storage_option: StorageOpt = None,
+    *,
+    fit_options: dict[str, Any],
+    cluster_options: dict[str, Any],
+) -> None:
+    """Standardize, PCA and transfer maps for every pair, cross-validated, in one pass.
+
+    Every option has the same name and values as in a run config (mmpipe config schema) and
+    as a keyword of mmpipe.fit. With --classify, --transfer or --retrieval, one more pass
+    scores the cross-modal tasks; --random-features and --logistic read their modalities once
+    more each."""
+    import mmpipe
+    from mmpipe.cluster import dask_client
+
+    config = FitConfig.parse(fit_options, "options")
+    spec = ClusterSpec.parse(cluster_options, "options")
+    options = parse_options(storage_option)
+    # Check the input (and learn its size) before paying for a cluster.
+    size = mmpipe.open_dataset(store, storage_options=options).nbytes
+    with dask_client(spec, input_bytes=size) as client:
+        result = mmpipe.fit(
+            store,
+            config,
+            out=out,
+            client=client,
+            storage_options=options,
+            results_storage_options=options,
+        )
+    summary = result.summary()
+    if as_json:
+        _print_json(summary)
+        return
+    print_fit(summary)
+
+
+def print_fit(summary: dict[str, Any], unwritten: str = "no --out") -> None:
+    """The fit's tables and where the run went, from its summary (``FitResult.summary()``)."""
+    from rich.console import Console
+
+    from mmpipe import report
+
+    console = Console()
+    report.render_rich(report.tables(summary), console)
+    console.print(report.run_line(summary, unwritten), markup=False, highlight=False)
+
+
+config_app = typer.Typer(help="The run config used by `mmpipe run`.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the run config."""
+    from mmpipe.config import config_schema as schema
+
+    typer.echo(json.dumps(schema(), indent=2))
+
+
+@config_app.command("options")
+def config_options() -> None:
+    """Print every option as Markdown tables: run-config key, flag, default, meaning."""
+
+    typer.echo(options_markdown())
+
+
+def options_markdown() -> str:
+    """docs/options.md: the fit's options and the cluster's, from their models."""
+    from mmpipe.cli.options import markdown_table
+
+    return "\n".join(
+        [
+            "# Options",
+            "",
+            "Generated from `mmpipe.options.FitConfig` and `mmpipe.cluster.ClusterSpec` by",
+            "`mmpipe config options`. Each option has one name: the key in a run config, the",
+            "keyword of `mmpipe.fit`, and the flag of `mmpipe fit` with dashes. A flag's value is",
+            "read as the run config's YAML value is, and a bad value gets the same message from",
+            "all three. Words such as `never` or `all` stand for null (Python's None).",
+            "",
+            "## The fit",
+            "",
+            markdown_table(FitConfig),
+            "",
+            "## The cluster (`cluster:` in a run config)",
+            "",
+            markdown_table(ClusterSpec, prefix="cluster."),
+            "",
+        ]
+    )
+
+
+@config_app.command("check")
+@handled
+def config_check(
+    path: Annotated[str, typer.Argument(help="YAML run config.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE override.")] = None,
+) -> None:
+    """Validate a run config file and print it with its defaults filled in."""
+    from mmpipe.config import read_config
+
+    config = read_config(path, parse_options(set_, "--set"))
+    typer.echo(json.dumps(config.model_dump(), indent=2))
+
+
+ORCHESTRATOR_GROUP = "mmpipe.orchestrators"
+"""Entry-point group through which an orchestrator offers `mmpipe run`: the library does not
+import its orchestration (flows/ is built on top of mmpipe, never the other way round)."""
+
+
+def orchestrator(name: str = "prefect") -> Any:
+    """The ``run_flow(config, tracebacks=...)`` function registered under ``name``."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ORCHESTRATOR_GROUP, name=name)
+    if not found:
+        raise MissingDependencyError(
+            f"mmpipe run needs the {name!r} orchestrator, which is not installed: install "
+            "mmpipe with its flows (pip install -e . from the repository)."
+        )
+    return next(iter(found)).load()
+
+
+@app.command()
+@handled
+def run(
+    path: Annotated[str, typer.Argument(help="YAML run config (see `mmpipe config schema`).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a key, dotted for nesting: --set folds=3 --set cluster.workers=2",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Scheduler address of an existing Dask cluster (overrides the config)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the fit as a Prefect flow (embedded Prefect server unless PREFECT_API_URL is set)."""
+    import os
+
+    from mmpipe.config import read_config
+
+    overrides = parse_options(set_, "--set")
+    if address:
+        overrides["cluster.address"] = address
+    config = read_config(path, overrides)
+    # Prefect's embedded server can take 20-30 s to start on a small machine; its default
+    # start-up timeout is 20 s. No telemetry.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    run_flow = orchestrator()
+    with stop_signals_raise():
+        summary = run_flow(config, tracebacks=debugging())
+    if as_json:
+        _print_json(summary)
+    else:
+        print_fit(summary, unwritten="no results in the run config")
+
+
+@app.command()
+@handled
+def runs(
+    results: Annotated[str, typer.Argument(help="Results store path or URL.")],
+    clean: Annotated[
+        bool,
+        typer.Option("--clean", help="Delete the failed and abandoned runs (keeps live ones)."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """List the runs in a results store: complete, running, failed, or abandoned (its process
+    is gone or its heartbeat stopped)."""
+    from mmpipe.io.results import clean_runs, list_runs
+
+    options = parse_options(storage_option)
+    if clean:
+        removed = clean_runs(results, storage_options=options)
+        typer.echo(f"removed {len(removed)} incomplete run{'s' * (len(removed) != 1)}")
+        for run_id in removed:
+            typer.echo(f"  {run_id}")
+        return
+    listing = list_runs(results, storage_options=options)
+    if as_json:
+        _print_json(listing)
+        return
+    if not listing:
+        typer.echo(f"no runs in {results}")
+        return
+    for run in listing:
+        owner = run["owner"] or {}
+        where = f"{owner.get('host', '?')}:{owner.get('pid', '?')}" if owner else "-"
+        when = run["finished"] or run["heartbeat"] or run["started"] or "-"
+        line = f"{run['run_id']}  {run['status']:<9}  {when}  {where}"
+        if run["error"]:
+            line += f"  {' '.join(str(run['error']).split())[:120]}"
+        typer.echo(line)
