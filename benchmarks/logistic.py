@@ -12,6 +12,7 @@ Prints one markdown table; times are wall seconds in this one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import warnings
 from typing import Any
@@ -30,6 +31,7 @@ def data(rows: int, k: int, classes: int, seed: int = 0) -> tuple[np.ndarray, np
 
 def mmpipe_fit(x: np.ndarray, y: np.ndarray, train: np.ndarray, classes: int, client: Any) -> Any:
     from mmpipe.models.logistic import fit_stacked_logistic
+    from mmpipe.stats.held import HeldScores
 
     chunk = 25_000
     parts = [
@@ -38,8 +40,12 @@ def mmpipe_fit(x: np.ndarray, y: np.ndarray, train: np.ndarray, classes: int, cl
     ]
     # The scores held on the workers, one future per block and part.
     blocks = [tuple(client.scatter(list(part))) for part in parts]
+    held = HeldScores(blocks, 1, x.shape[1], np.array([train.sum()]))
     with client.as_current():
-        fit = fit_stacked_logistic(blocks, 1, x.shape[1], classes, np.array([train.sum()]), C=1.0)
+        fit = fit_stacked_logistic(
+            functools.partial(held.loss_and_gradient, n_classes=classes),
+            1, x.shape[1], classes, held.n_train, C=1.0,
+        )  # fmt: skip
     return fit
 
 

@@ -69,7 +69,8 @@ def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> Fold
     """The fold plan, stratified by ``labels`` when the dataset has them."""
     # A class too small for the folds is an error when a task learns the labels; when they
     # only balance the folds, the plan records it (plan.rare_classes, in the results).
-    rare: Literal["raise", "note"] = "raise" if config.classify or config.transfer else "note"
+    learns = any(task.learns_labels(config) for task in tasks.TASKS)
+    rare: Literal["raise", "note"] = "raise" if learns else "note"
     if config.holdout is not None:
         plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed, rare=rare)
     else:
@@ -156,7 +157,7 @@ def prepare(
         check_output(dataset, out, storage_options, results_storage_options)
     ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
     pair_list = check_config(ds, config)
-    used = {n for p in pair_list for n in p} | {n for f in config.classify for n in f}
+    used = {n for p in pair_list for n in p}.union(*(t.modalities(config) for t in tasks.TASKS))
     names = [n for n in ds.names if n in used]
     # Before anything is computed or written: every chunk the fit reads is in the store (one
     # listing per array) and the ids are unique.

@@ -12,20 +12,12 @@ of training rows: mean cross-entropy + ‖W‖² / (2·C·n), with an unpenalize
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from dask.delayed import delayed
 
-from mmpipe.cluster import compute_pass
 from mmpipe.errors import bad_parameter
-from mmpipe.stats.blocked import tree_reduce
-
-
-def _sum(*parts: np.ndarray) -> np.ndarray:
-    return np.sum(parts, axis=0)
 
 
 def block_loss_grad(
@@ -81,7 +73,7 @@ class LogisticFit:
 
 
 def fit_stacked_logistic(
-    blocks: Sequence[tuple[Any, Any, Any]],
+    loss_and_gradient: Callable[[np.ndarray], np.ndarray],
     n_models: int,
     k: int,
     n_classes: int,
@@ -91,7 +83,12 @@ def fit_stacked_logistic(
     tol: float = 1e-6,
     max_iter: int = 500,
 ) -> LogisticFit:
-    """L-BFGS over delayed (scores, codes, train) blocks that live on the cluster."""
+    """L-BFGS on the stacked models' objective.
+
+    ``loss_and_gradient(theta)`` returns :func:`block_loss_grad` summed over every block of
+    the training data: on a cluster, one pass over the held scores
+    (:meth:`mmpipe.stats.held.HeldScores.loss_and_gradient`).
+    """
     if not C > 0:
         raise bad_parameter("C", "logistic", "a float > 0", C)
     size = n_models * (k + 1) * n_classes
@@ -103,9 +100,7 @@ def fit_stacked_logistic(
     def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:
         nonlocal passes
         passes += 1
-        task = delayed(block_loss_grad, pure=True)
-        parts = [task(s, c, t, theta, n_models, k, n_classes) for s, c, t in blocks]
-        total = compute_pass(tree_reduce(parts, _sum, 8))
+        total = loss_and_gradient(theta)
         losses, grad = total[:n_models], total[n_models:].reshape(n_models, k + 1, n_classes)
         params = theta.reshape(n_models, k + 1, n_classes)
         ridge = penalty_mask * params / C

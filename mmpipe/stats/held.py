@@ -19,6 +19,7 @@ from dask.delayed import delayed
 
 from mmpipe.cluster import compute_pass, persist_pass
 from mmpipe.io.dataset import Dataset
+from mmpipe.models.logistic import block_loss_grad
 from mmpipe.stats.blocked import tree_reduce
 from mmpipe.stats.folds import FoldPlan
 from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
@@ -51,6 +52,14 @@ class HeldScores:
     k: int
     n_train: np.ndarray
     """(n_models,) training rows per model."""
+
+    def loss_and_gradient(self, theta: np.ndarray, n_classes: int) -> np.ndarray:
+        """The stacked logistic models' loss and gradient at ``theta``, summed over every
+        block: one pass over the held scores (mmpipe.models.logistic.block_loss_grad)."""
+        task = delayed(block_loss_grad, pure=True)
+        parts = [task(s, c, t, theta, self.n_models, self.k, n_classes) for s, c, t in self.blocks]
+        total: np.ndarray = compute_pass(tree_reduce(parts, _total, 8))
+        return total
 
 
 def hold_scores(

@@ -163,8 +163,17 @@ class Task(ABC):
         """Whether ``config`` asks for this task."""
 
     def check(self, config: FitConfig, dataset: Dataset) -> None:
-        """Raise ConfigError (or bad_parameter) when its options do not fit ``dataset``."""
+        """Raise ConfigError when its options do not fit ``dataset`` (the options' own bounds
+        are :class:`FitConfig`'s)."""
         return None
+
+    def learns_labels(self, config: FitConfig) -> bool:
+        """Whether it learns the labels (then a class smaller than the folds is an error)."""
+        return False
+
+    def modalities(self, config: FitConfig) -> set[str]:
+        """Modalities it reads beyond those of the pairs."""
+        return set()
 
     def score(self, context: TaskContext) -> ScoringRequest:
         """What it adds to the shared scoring pass (tasks without ``own_pass``)."""

@@ -122,6 +122,12 @@ class Classify(Task):
         if config.classify:
             needs_labels("classify", dataset)
 
+    def learns_labels(self, config: FitConfig) -> bool:
+        return self.active(config)
+
+    def modalities(self, config: FitConfig) -> set[str]:
+        return {name for features in config.classify for name in features}
+
     def score(self, context: TaskContext) -> ScoringRequest:
         sets = parse_feature_sets(context.config.classify, context.prepared.dataset.names)
         scorers = [

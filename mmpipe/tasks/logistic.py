@@ -11,6 +11,7 @@ logistic models' confusion matrices with everything else.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from mmpipe.errors import ConfigError, bad_parameter
 from mmpipe.io.results import write_array
 from mmpipe.jsonable import to_json
 from mmpipe.models.classify import classification_metrics
@@ -31,7 +31,6 @@ from mmpipe.tasks.classifier import CONFUSION_DIMS, Classifier, mean_metrics
 from mmpipe.tasks.classify import TABLE_COLUMNS, TABLE_METRICS, TABLE_TITLE, parse_feature_sets
 
 if TYPE_CHECKING:
-    from mmpipe.io.dataset import Dataset
     from mmpipe.options import FitConfig
 
 
@@ -101,12 +100,6 @@ class Logistic(Task):
     def active(self, config: FitConfig) -> bool:
         return bool(config.logistic)
 
-    def check(self, config: FitConfig, dataset: Dataset) -> None:
-        if config.logistic and not config.classify:
-            raise ConfigError("logistic needs at least one classify feature set (e.g. image+text).")
-        if not (isinstance(config.logistic_c, int | float) and config.logistic_c > 0):
-            raise bad_parameter("logistic_c", "fit", "a float > 0", config.logistic_c)
-
     def score(self, context: TaskContext) -> ScoringRequest:
         """The held-scores pass and L-BFGS of every feature set, now; its scorers join the
         scoring pass."""
@@ -120,8 +113,8 @@ class Logistic(Task):
             offsets, bases = stacked_affine(context.classifiers(f))
             held = hold_scores(ds, plan, f, codes, offsets, bases)
             fits[f] = fit_stacked_logistic(
-                held.blocks, held.n_models, held.k, context.n_classes, held.n_train,
-                C=config.logistic_c,
+                functools.partial(held.loss_and_gradient, n_classes=context.n_classes),
+                held.n_models, held.k, context.n_classes, held.n_train, C=config.logistic_c,
             )  # fmt: skip
             scorers.append(
                 logistic_scorer(f"logistic:{'+'.join(f)}", f, offsets[:-1], bases[:-1], fits[f])

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from mmpipe.errors import bad_parameter
 from mmpipe.io.dataset import Dataset
 from mmpipe.io.results import pair_key, write_array
 from mmpipe.jsonable import to_json
@@ -160,12 +159,6 @@ class RandomFeatures(Task):
 
     def active(self, config: FitConfig) -> bool:
         return config.random_features > 0
-
-    def check(self, config: FitConfig, dataset: Dataset) -> None:
-        if not isinstance(config.random_features, int) or config.random_features < 0:
-            raise bad_parameter("random_features", "fit", "an int >= 0", config.random_features)
-        if config.rff_gamma is not None and not config.rff_gamma > 0:
-            raise bad_parameter("rff_gamma", "fit", "a float > 0 or None", config.rff_gamma)
 
     def run(self, context: TaskContext) -> list[Any]:
         """Ridge on random Fourier features of the source scores, every pair."""

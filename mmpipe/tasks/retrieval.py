@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from mmpipe.errors import bad_parameter
 from mmpipe.io.results import pair_key, write_array
 from mmpipe.jsonable import to_json
 from mmpipe.models.pair import PairModels
@@ -25,7 +24,6 @@ from mmpipe.tables import Summary, arrow, rounded, task_row
 from mmpipe.tasks.base import ScoringRequest, Task, TaskContext
 
 if TYPE_CHECKING:
-    from mmpipe.io.dataset import Dataset
     from mmpipe.options import FitConfig
 
 
@@ -93,11 +91,6 @@ class Retrieval(Task):
 
     def active(self, config: FitConfig) -> bool:
         return bool(config.retrieval)
-
-    def check(self, config: FitConfig, dataset: Dataset) -> None:
-        rows = config.retrieval_rows
-        if rows is not None and (not isinstance(rows, int) or rows < 2):
-            raise bad_parameter("retrieval_rows", "fit", "an int >= 2 or None", rows)
 
     def score(self, context: TaskContext) -> ScoringRequest:
         stats, plan, wanted = context.stats, context.prepared.plan, context.config.retrieval_rows

@@ -108,6 +108,9 @@ class Transfer(Task):
         if config.transfer:
             needs_labels("transfer", dataset)
 
+    def learns_labels(self, config: FitConfig) -> bool:
+        return self.active(config)
+
     def score(self, context: TaskContext) -> ScoringRequest:
         scorers: list[LinearScorer] = []
         own_scorers: set[int] = set()
