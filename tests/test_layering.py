@@ -20,8 +20,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def runtime_imports(path: Path, modules: set[str]) -> set[str]:
-    """The mmpipe modules ``path`` may import when it runs."""
+def runtime_imports(path: Path, modules: set[str] | None = None) -> set[str]:
+    """The mmpipe modules ``path`` may import when it runs (every module: ``modules=None``)."""
     tree = ast.parse(path.read_text())
     skipped: set[int] = set()
     for node in ast.walk(tree):
@@ -36,13 +36,13 @@ def runtime_imports(path: Path, modules: set[str]) -> set[str]:
         if id(node) in skipped:
             continue
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name in modules}
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 # `from pkg import module` depends on that module; `from m import name` on m.
                 sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in modules else node.module)
-    return {m for m in found if m in modules}
+                found.add(sub if modules is not None and sub in modules else node.module)
+    return found if modules is None else {m for m in found if m in modules}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -172,3 +172,12 @@ def test_flows_use_only_the_public_step_api() -> None:
     for path in flows.rglob("*.py"):
         bad = sorted(n for n in _external_imports(path) if n.startswith(internal))
         assert not bad, f"flows/{path.name} imports {bad}"
+
+
+def test_zarr_private_api_is_used_in_one_module() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        private = sorted(n for n in runtime_imports(path) if n.startswith("zarr.core"))
+        if module_name(path) == "mmpipe.io.zarr_private":
+            assert private  # the check sees the imports it is about
+            continue
+        assert not private, f"{module_name(path)} imports zarr's private {private}"

@@ -33,7 +33,6 @@ import numpy as np
 import zarr
 import zarr.abc.store
 import zarr.errors
-from zarr.core.array_spec import ArrayConfigParams
 
 from mmpipe.errors import DatasetError, DataValueError, MmpipeError
 from mmpipe.io.integrity import check_chunks, guard, read_rows
@@ -49,6 +48,7 @@ from mmpipe.io.storage import (
 
 if TYPE_CHECKING:
     import dask.array as da
+    from zarr.core.array_spec import ArrayConfigParams  # a TypedDict, for the checker only
 
 MODALITIES = "modalities"
 LABELS = "labels"
@@ -446,10 +446,10 @@ def _metadata_error(
 
 def _damaged_metadata(store: zarr.abc.store.Store) -> tuple[str, str] | None:
     """(key, problem) of the first zarr.json of the dataset's layout that does not parse."""
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.group import GroupMetadata
-    from zarr.core.metadata import ArrayV3Metadata
-    from zarr.core.sync import sync
+    from zarr.buffer import default_buffer_prototype
+
+    from mmpipe.io.zarr_private import metadata_problem
+    from mmpipe.io.zarr_private import run_sync as sync
 
     async def children(prefix: str) -> list[str]:
         return sorted([key async for key in store.list_dir(prefix)])
@@ -462,14 +462,7 @@ def _damaged_metadata(store: zarr.abc.store.Store) -> tuple[str, str] | None:
             doc = json.loads(buf.to_bytes())
         except (ValueError, UnicodeDecodeError) as err:
             return f"not valid JSON: {err}"
-        try:
-            if doc.get("node_type") == "array":
-                ArrayV3Metadata.from_dict(doc)
-            else:
-                GroupMetadata.from_dict(doc)
-        except Exception as err:
-            return f"not valid Zarr v3 metadata: {type(err).__name__}: {err}"
-        return None
+        return metadata_problem(doc)
 
     keys = ["zarr.json"]
     for child in sync(children("")):

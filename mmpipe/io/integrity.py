@@ -32,10 +32,11 @@ from zarr.abc.store import Store
 from zarr.storage import LocalStore, StorePath, WrapperStore
 
 from mmpipe.errors import DatasetError, MmpipeError, StorageError
+from mmpipe.io.zarr_private import run_sync
 
 if TYPE_CHECKING:
+    from zarr.abc.buffer import Buffer, BufferPrototype
     from zarr.abc.store import ByteRequest
-    from zarr.core.buffer import Buffer, BufferPrototype
 
 # How many absent chunks a message lists (the count says how many there are in all).
 SHOWN = 3
@@ -254,14 +255,12 @@ def absent_chunks(arrays: Mapping[str, zarr.Array]) -> dict[str, tuple[list[tupl
 
     One recursive listing per array, all run concurrently.
     """
-    from zarr.core.sync import sync
-
     items = list(arrays.items())
 
     async def run() -> list[set[str]]:
         return list(await asyncio.gather(*(_listing(arr) for _, arr in items)))
 
-    listings = sync(run())
+    listings = run_sync(run())
     out: dict[str, tuple[list[tuple[int, ...]], int]] = {}
     for (name, arr), stored in zip(items, listings, strict=True):
         if not stored & {"zarr.json", ".zarray"}:

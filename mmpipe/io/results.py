@@ -59,8 +59,7 @@ import numpy as np
 import zarr
 import zarr.abc.store
 import zarr.storage
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import default_buffer_prototype
 
 from mmpipe.errors import (
     DiskFullError,
@@ -76,6 +75,7 @@ from mmpipe.io.locations import (
     is_results_attrs,
 )
 from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
+from mmpipe.io.zarr_private import run_sync
 from mmpipe.jsonable import to_json
 
 if TYPE_CHECKING:
@@ -390,7 +390,7 @@ class RunWriter:
             for key in keys:
                 await store.delete(key)
 
-        sync(remove())
+        run_sync(remove())
 
 
 @contextmanager
@@ -476,7 +476,7 @@ def _upload(source: zarr.abc.store.Store, target: zarr.abc.store.Store, prefix: 
 
         await asyncio.gather(*(copy(key) for key in keys))
 
-    sync(copy_all())
+    run_sync(copy_all())
 
 
 def _write_body(run: zarr.Group, result: FitResult) -> None:

@@ -30,8 +30,8 @@ from mmpipe.io.secrets import is_secret_name, resolve_references
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
+    from zarr.abc.buffer import Buffer, BufferPrototype
     from zarr.abc.store import ByteRequest
-    from zarr.core.buffer import Buffer, BufferPrototype
 
 StorageOptions = dict[str, Any]
 MODALITY_COMPRESSORS = (
