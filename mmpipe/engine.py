@@ -23,7 +23,7 @@ from mmpipe.prepare import Prepared, components_for, wide_modalities
 from mmpipe.result import FitResult, ModalityResult, PairResult
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
 from mmpipe.stats.scoring import run_scoring_pass
-from mmpipe.stats.sketch import reduce_wide
+from mmpipe.stats.sketch import sketch_wide
 from mmpipe.tasks import Task, TaskContext
 
 
@@ -39,7 +39,7 @@ class FittedModels:
 def sketch_pass(prepared: Prepared) -> Prepared:
     """Reduce the wide modalities to their sketch coordinates (1 + sketch_power passes over
     them); every later step sees q columns for each."""
-    reductions = reduce_wide(
+    reductions = sketch_wide(
         prepared.dataset,
         wide_modalities(prepared),
         power_iterations=prepared.config.sketch_power,
@@ -233,13 +233,19 @@ def task_pass(
 
 
 def fingerprint(ds: Dataset, stats: PassStatistics) -> str:
-    """sha256 of the dataset's layout and a content summary (row counts, rounded means)."""
+    """sha256 of the data a fit read: the layout of every stored modality (name, shape,
+    dtype) and, for each modality the fit read (a sketched one: by its layout only), its
+    present rows and column means rounded to 6 decimals. Fits that read the same modalities of the same data share it, whatever their
+    other options; it is not a checksum of every value."""
     h = hashlib.sha256()
     for name, arr in sorted(ds.arrays.modalities.items()):  # as stored, not as reduced
         h.update(f"{name}:{arr.shape}:{arr.dtype}".encode())
-    full = stats.moments(list(stats.layout.names), None)
-    h.update(np.array2string(full.mean, precision=6, floatmode="maxprec").encode())
-    h.update(str(full.n).encode())
+    for name in sorted(stats.layout.names):
+        if name in ds.arrays.reductions:
+            continue  # its statistics are of the sketch coordinates, which depend on options
+        moments = stats.moments([name])
+        h.update(f"{name}:{moments.n}:".encode())
+        h.update(np.array2string(moments.mean, precision=6, floatmode="maxprec").encode())
     return h.hexdigest()[:32]
 
 

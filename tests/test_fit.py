@@ -315,3 +315,15 @@ def test_holdout(small_store: str, small_views: Views) -> None:
     _, _, (tt_tr, tt_va) = sk_scores(views["m1"][tr], [views["m1"][va]], 3)
     pred = Ridge(alpha=1.0).fit(ts_tr, tt_tr).predict(ts_va)
     assert result.pairs[0].r2[0, 0] == pytest.approx(r2_score(tt_va, pred), rel=1e-6)
+
+
+def test_fingerprint_names_the_data_not_the_options(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    views = {"a": rng.standard_normal((90, 4)), "b": rng.standard_normal((90, 3))}
+    url = write_dataset(tmp_path / "d.zarr", views)
+    one = mmpipe.fit(url, pairs=["a:b"], folds=3, components=2)
+    other = mmpipe.fit(url, pairs=["b:a"], folds=4, components=3, alphas=[1.0])
+    assert one.fingerprint == other.fingerprint  # same modalities of the same data
+    views["b"][7, 1] += 1e-3  # one value moves a column mean past the 6th decimal
+    changed = write_dataset(tmp_path / "e.zarr", views)
+    assert mmpipe.fit(changed, pairs=["a:b"], folds=3, components=2).fingerprint != one.fingerprint

@@ -33,7 +33,7 @@ class PairModels:
     def k_source(self) -> int:
         return self.source_pca.n_components_
 
-    def reduce(self, raw: Moments) -> Moments:
+    def score_moments(self, raw: Moments) -> Moments:
         """Statistics of [t_source | t_target] from those of the raw [x_source | x_target]."""
         offset = np.concatenate([self.source_pca.mean_, self.target_pca.mean_])
         basis = block_diagonal(self.source_pca.basis_, self.target_pca.basis_)
@@ -71,7 +71,7 @@ def fit_pair(
     spca = source_pca or StandardPCA(source_components).fit_moments(raw.take(idx_s))
     tpca = target_pca or StandardPCA(target_components).fit_moments(raw.take(idx_t))
     partial = PairModels(spca, tpca, RidgeTransfer(alphas), ProcrustesTransfer(), CCA(cca_reg))
-    reduced = partial.reduce(raw)
+    reduced = partial.score_moments(raw)
     k = spca.n_components_
     partial.ridge.fit_moments(reduced, k)
     partial.procrustes.fit_moments(reduced, k)
@@ -81,7 +81,7 @@ def fit_pair(
 
 def score_pair(models: PairModels, raw_validation: Moments) -> PairScores:
     """Validation metrics from the validation rows' raw statistics."""
-    reduced = models.reduce(raw_validation)
+    reduced = models.score_moments(raw_validation)
     k = models.k_source
     r2, mse = regression_metrics(reduced, k, models.ridge.coef_, models.ridge.intercept_)
     pr2, pmse = regression_metrics(

@@ -59,7 +59,7 @@ def _sum_parts(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.sum([p[name] for p in parts], axis=0) for name in parts[0]}
 
 
-def reduce_wide(
+def sketch_wide(
     ds: Dataset,
     widths: Mapping[str, int],
     *,

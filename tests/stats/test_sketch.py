@@ -10,7 +10,7 @@ import pytest
 import mmpipe
 from mmpipe.io.dataset import open_dataset, write_dataset
 from mmpipe.models.sketch import RangeSketch, merge_sketches, rademacher
-from mmpipe.stats.sketch import reduce_wide
+from mmpipe.stats.sketch import sketch_wide
 
 
 def _wide(n: int = 1500, d: int = 400, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -53,7 +53,7 @@ def test_sketch_finds_the_top_subspace_and_ignores_chunking(tmp_path: Path) -> N
     views, labels = _wide()
     url = write_dataset(tmp_path / "w.zarr", views, labels=labels, chunk_rows=100)
     ds = open_dataset(url)
-    red = reduce_wide(ds, {"wide": 40}, power_iterations=1)["wide"]
+    red = sketch_wide(ds, {"wide": 40}, power_iterations=1)["wide"]
     x = views["wide"].astype(np.float64)
     np.testing.assert_allclose(red.offset, x.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(red.scale, x.std(axis=0), rtol=1e-6)
@@ -69,7 +69,7 @@ def test_sketch_finds_the_top_subspace_and_ignores_chunking(tmp_path: Path) -> N
         red.apply(views["wide"][:50]), standardized[:50] @ red.basis, atol=1e-8
     )
     # Other row blocks give the same reduction (Ω depends on the row, not the block).
-    again = reduce_wide(open_dataset(url, chunk_rows=37), {"wide": 40}, power_iterations=1)
+    again = sketch_wide(open_dataset(url, chunk_rows=37), {"wide": 40}, power_iterations=1)
     np.testing.assert_allclose(again["wide"].basis, red.basis, atol=1e-9)
 
 
