@@ -13,7 +13,7 @@ from mmpipe.errors import MmpipeError
 
 if TYPE_CHECKING:
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
-    from mmpipe.io.results import list_runs, read_run
+    from mmpipe.io.runs import list_runs, read_run
     from mmpipe.options import FitConfig
     from mmpipe.result import FitResult, PairResult
     from mmpipe.steps import fit
@@ -30,8 +30,8 @@ _LAZY = {
     "Dataset": "mmpipe.io.dataset",
     "open_dataset": "mmpipe.io.dataset",
     "write_dataset": "mmpipe.io.dataset",
-    "list_runs": "mmpipe.io.results",
-    "read_run": "mmpipe.io.results",
+    "list_runs": "mmpipe.io.runs",
+    "read_run": "mmpipe.io.runs",
 }
 
 __all__ = [

@@ -235,8 +235,9 @@ def task_pass(
 def fingerprint(ds: Dataset, stats: PassStatistics) -> str:
     """sha256 of the data a fit read: the layout of every stored modality (name, shape,
     dtype) and, for each modality the fit read (a sketched one: by its layout only), its
-    present rows and column means rounded to 6 decimals. Fits that read the same modalities of the same data share it, whatever their
-    other options; it is not a checksum of every value."""
+    present rows and column means rounded to 6 decimals. Fits that read the same modalities
+    of the same data share it, whatever their other options; it is not a checksum of every
+    value."""
     h = hashlib.sha256()
     for name, arr in sorted(ds.arrays.modalities.items()):  # as stored, not as reduced
         h.update(f"{name}:{arr.shape}:{arr.dtype}".encode())

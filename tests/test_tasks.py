@@ -18,7 +18,8 @@ import mmpipe.engine
 import mmpipe.tasks
 import mmpipe.tasks.classifier
 from mmpipe import report
-from mmpipe.io.results import read_run, write_array
+from mmpipe.io.results import write_array
+from mmpipe.io.runs import read_run
 from mmpipe.models.classify import classification_metrics
 from mmpipe.options import FitConfig
 from mmpipe.stats.scoring import ScoringResult

@@ -197,7 +197,7 @@ def runs(
 ) -> None:
     """List the runs in a results store: complete, running, failed, or abandoned (its process
     is gone or its heartbeat stopped)."""
-    from mmpipe.io.results import clean_runs, list_runs
+    from mmpipe.io.runs import clean_runs, list_runs
 
     options = parse_options(storage_option)
     if clean:

@@ -31,13 +31,9 @@
 The life of a run (:class:`RunWriter`): before the first pass its group is created under a
 fresh id with status ``running`` and its owner (host, pid, start) — which proves the location
 writable before any work. While the run lives, a thread refreshes its ``heartbeat``. Its very
-last write sets ``complete``; an error or a SIGTERM/SIGINT sets ``failed`` with the reason. A
-run whose owner is gone (same host, process no longer there) or whose heartbeat is older than
-:data:`STALE_AFTER_SECONDS` is reported ``abandoned``: killed with SIGKILL, lost with its
-machine, or stopped by a full disk before it could say so.
-
-There is no shared index document: the list of runs is the list of groups under ``runs/``,
-so any number of runs can be written into one store at once without losing one.
+last write sets ``complete``; an error or a SIGTERM/SIGINT sets ``failed`` with the reason.
+A run killed with SIGKILL, lost with its machine or stopped by a full disk before it could say
+so is reported ``abandoned`` (:mod:`mmpipe.io.runs` lists, cleans and reads runs).
 """
 
 from __future__ import annotations
@@ -45,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -74,6 +69,14 @@ from mmpipe.io.locations import (
     RESULTS_MARK,
     is_results_attrs,
 )
+from mmpipe.io.runs import (
+    HEARTBEAT_SECONDS,
+    RUNS,
+    STATUS_COMPLETE,
+    STATUS_FAILED,
+    STATUS_RUNNING,
+    owner_identity,
+)
 from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
 from mmpipe.io.zarr_private import run_sync
 from mmpipe.jsonable import to_json
@@ -81,15 +84,6 @@ from mmpipe.jsonable import to_json
 if TYPE_CHECKING:
     from mmpipe.result import FitResult
 
-RUNS = "runs"
-STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED = "running", "complete", "failed"
-STATUS_ABANDONED = "abandoned"
-"""Reported, never stored: a ``running`` run whose owner is gone or whose heartbeat is stale."""
-HEARTBEAT_SECONDS = 30.0
-"""How often a live run refreshes its heartbeat."""
-STALE_AFTER_SECONDS = 300.0
-"""A running run on another host whose heartbeat is older than this is abandoned (ten
-missed heartbeats: generous for clocks that disagree by a minute or two)."""
 _VERSIONED = ("mmpipe", "numpy", "scipy", "dask", "distributed", "zarr", "scikit-learn", "prefect")
 
 
@@ -155,70 +149,6 @@ def _check_results_group(root: zarr.Group, text: str) -> None:
             f"Results location {text!r} is a Zarr group but not an mmpipe results store "
             f"(it holds {', '.join(sorted(members))}); choose a new path."
         )
-
-
-def owner_identity() -> dict[str, Any]:
-    """Who runs this process: host, pid, and (on Linux) boot id and process start time, so
-    that a reused pid or a rebooted machine is not taken for the owner."""
-    owner: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
-    boot, start = _boot_id(), _process_start(os.getpid())
-    if boot and start is not None:
-        owner |= {"boot_id": boot, "process_start": start}
-    return owner
-
-
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _process_start(pid: int) -> int | None:
-    """Clock ticks after boot at which ``pid`` started (field 22 of /proc/pid/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def owner_alive(owner: Mapping[str, Any]) -> bool | None:
-    """True/False when this machine can tell whether the run's owner process still runs;
-    None when it cannot (another host, no owner recorded)."""
-    if owner.get("host") != socket.gethostname() or "pid" not in owner:
-        return None
-    pid = int(owner["pid"])
-    if "boot_id" in owner and _boot_id() is not None:
-        if owner["boot_id"] != _boot_id():
-            return False
-        return _process_start(pid) == owner.get("process_start")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def effective_status(attrs: Mapping[str, Any], *, stale_after: float = STALE_AFTER_SECONDS) -> str:
-    """The stored status, except that a ``running`` run nobody runs is ``abandoned``."""
-    status = str(attrs.get("status", "unknown"))
-    if status != STATUS_RUNNING:
-        return status
-    alive = owner_alive(attrs.get("owner") or {})
-    if alive is not None:
-        return STATUS_RUNNING if alive else STATUS_ABANDONED
-    beat = attrs.get("heartbeat") or attrs.get("started")
-    try:
-        age = (datetime.now(UTC) - datetime.fromisoformat(str(beat))).total_seconds()
-    except ValueError:
-        return STATUS_ABANDONED
-    return STATUS_RUNNING if age <= stale_after else STATUS_ABANDONED
 
 
 def _storage_failure(exc: BaseException, text: str) -> MmpipeError:
@@ -531,109 +461,10 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
     result.write_tasks(run)  # each task writes its own group (mmpipe.tasks)
 
 
-def _runs_group(
-    url: str | os.PathLike[str], storage_options: StorageOptions | None, mode: str = "r"
-) -> tuple[zarr.Group, zarr.Group | None]:
-    root = open_group(url, mode="r" if mode == "r" else "a", storage_options=storage_options)
-    attrs = dict(root.attrs)
-    members = {name: node for name, node in root.members()}
-    if DATASET_MEMBER in members and not is_results_attrs(attrs):
-        raise ResultsError(
-            f"{os.fspath(url)!r} is a dataset, not a results store: give the path that "
-            "`mmpipe fit --out` wrote to."
-        )
-    runs = members.get(RUNS)
-    return root, runs if isinstance(runs, zarr.Group) else None
-
-
-def list_runs(
-    url: str | os.PathLike[str],
-    *,
-    storage_options: StorageOptions | None = None,
-    stale_after: float = STALE_AFTER_SECONDS,
-) -> list[dict[str, Any]]:
-    """Every run in a results store, sorted by id (= by start time): ``run_id``, ``status``
-    (complete, running, failed, or abandoned when nobody runs it any more), ``started``,
-    ``finished``, ``heartbeat``, ``owner``, ``error``."""
-    _, runs = _runs_group(url, storage_options)
-    if runs is None:
-        return []
-    out = []
-    for name, node in sorted(runs.members()):
-        attrs = dict(node.attrs)
-        out.append(
-            {
-                "run_id": name,
-                "status": effective_status(attrs, stale_after=stale_after),
-                "stored_status": attrs.get("status", "unknown"),
-                "started": attrs.get("started"),
-                "finished": attrs.get("finished"),
-                "heartbeat": attrs.get("heartbeat"),
-                "owner": attrs.get("owner"),
-                "dataset": attrs.get("dataset"),
-                "error": attrs.get("error"),
-            }
-        )
-    return out
-
-
-def clean_runs(
-    url: str | os.PathLike[str],
-    *,
-    storage_options: StorageOptions | None = None,
-    stale_after: float = STALE_AFTER_SECONDS,
-) -> list[str]:
-    """Delete the failed and abandoned runs of a store; returns their ids. Complete runs and
-    runs still alive are kept."""
-    removed = []
-    for run in list_runs(url, storage_options=storage_options, stale_after=stale_after):
-        if run["status"] in (STATUS_FAILED, STATUS_ABANDONED):
-            removed.append(run["run_id"])
-    if removed:
-        root = open_group(url, mode="a", storage_options=storage_options)
-        runs = root[RUNS]
-        assert isinstance(runs, zarr.Group)
-        for run_id in removed:
-            del runs[run_id]
-    return removed
-
-
-def read_run(
-    url: str | os.PathLike[str],
-    run_id: str | None = None,
-    *,
-    storage_options: StorageOptions | None = None,
-    allow_incomplete: bool = False,
-) -> zarr.Group:
-    """The group of a run (the latest complete one by default). Refuses incomplete runs."""
-    text = os.fspath(url)
-    _, runs = _runs_group(url, storage_options)
-    if run_id is None:
-        complete = [
-            (str(dict(node.attrs).get("finished") or ""), name)
-            for name, node in (runs.members() if runs is not None else [])
-            if dict(node.attrs).get("status") == STATUS_COMPLETE
-        ]
-        if not complete:
-            raise StoreNotFoundError(f"No complete run in results store {text!r}.")
-        run_id = max(complete)[1]
-    if runs is None or run_id not in runs:
-        raise StoreNotFoundError(f"No run {run_id!r} in results store {text!r}.")
-    run = runs[run_id]
-    assert isinstance(run, zarr.Group)
-    status = effective_status(dict(run.attrs))
-    if status != STATUS_COMPLETE and not allow_incomplete:
-        raise ResultsError(f"Run {run_id!r} in {text!r} is {status!r}, not complete.")
-    return run
-
-
 __all__ = [
     "RunWriter",
     "check_writable",
-    "clean_runs",
-    "list_runs",
     "make_store",
-    "read_run",
     "run_writer",
     "write_run",
 ]

@@ -22,7 +22,7 @@ import mmpipe
 from mmpipe import engine
 from mmpipe.errors import DiskFullError, ResultsError
 from mmpipe.io.dataset import write_dataset
-from mmpipe.io.results import list_runs, read_run
+from mmpipe.io.runs import list_runs, read_run
 
 pytestmark = pytest.mark.slow
 

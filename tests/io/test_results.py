@@ -21,7 +21,8 @@ from mmpipe.errors import DatasetError, ResultsError
 from mmpipe.io import results as results_mod
 from mmpipe.io.dataset import write_dataset
 from mmpipe.io.locations import check_results_location
-from mmpipe.io.results import RunWriter, clean_runs, list_runs, read_run
+from mmpipe.io.results import RunWriter
+from mmpipe.io.runs import clean_runs, list_runs, read_run
 
 
 def test_run_written_complete_and_plain(small_store: str, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 import mmpipe
 from mmpipe.cli import app
 from mmpipe.errors import StorageError
-from mmpipe.io.results import list_runs, read_run
+from mmpipe.io.runs import list_runs, read_run
 from mmpipe.io.storage import (
     DEADLINE_ENV,
     S3_ATTEMPTS,

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from servers import BIN, PrefectAPI
 
-from mmpipe.io.results import list_runs
+from mmpipe.io.runs import list_runs
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import yaml
 from servers import BIN, DaskCluster, PrefectAPI
 
 import mmpipe
-from mmpipe.io.results import list_runs
+from mmpipe.io.runs import list_runs
 
 pytestmark = pytest.mark.slow
 
