@@ -406,3 +406,50 @@ class FitConfig(Options):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+PairTuple = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_pairs), _split(",")]
+
+
+class ApplyOptions(Options):
+    """What ``mmpipe apply`` computes from a fitted run over a dataset (mmpipe.apply)."""
+
+    run_id: str | None = Field(
+        None, description="Run to apply (default: the latest complete run of the store)."
+    )
+    embed: Annotated[tuple[str, ...], _split(","), Flag(repeat=True, metavar="NAME")] = Field(
+        (), description="Modalities to embed: their PCA scores, written to pca/<NAME>."
+    )
+    map: Annotated[PairTuple, Flag(repeat=True, metavar="SOURCE:TARGET")] = Field(
+        (),
+        description="Pairs to map: the source through W into the target's PCA space "
+        "(mapped/<SOURCE>--<TARGET>), or both into the pair's CCA space with space=cca.",
+    )
+    space: Literal["pca", "cca"] = Field(
+        "pca",
+        description="Where map writes: pca (the source through W, mapped/) or cca (both "
+        "modalities in the pair's common space, cca/<SOURCE>--<TARGET>/<NAME>).",
+    )
+    classify: Annotated[
+        FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]", text_pattern=r"^[^,]+(,[^,]+)*$")
+    ] = Field(
+        (),
+        description="Classifiers of the run to predict with: predictions/<SET> (and "
+        "probabilities/<SET> from the run's logistic model of that set, when it has one).",
+    )
+    impute: bool = Field(
+        False,
+        description="Fill in every masked-out modality the run can predict from the "
+        "modalities a row has (imputed/<NAME>, in feature units, with a mask of imputed rows).",
+    )
+    features: bool = Field(
+        False, description="Also write mapped rows in the target's original feature units."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Self:
+        if not (self.embed or self.map or self.classify or self.impute):
+            raise ValueError("nothing to apply: give at least one of embed, map, classify, impute")
+        if self.features and not self.map:
+            raise ValueError("features needs at least one map (SOURCE:TARGET)")
+        return self
