@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mmpipe.errors import MmpipeError
 
 if TYPE_CHECKING:
+    from mmpipe.fitted import FittedRun, open_run
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
     from mmpipe.io.runs import list_runs, read_run
     from mmpipe.options import FitConfig
@@ -24,6 +25,8 @@ __version__ = "0.1.0"
 # `mmpipe config check` should not wait for it.
 _LAZY = {
     "FitConfig": "mmpipe.options",
+    "FittedRun": "mmpipe.fitted",
+    "open_run": "mmpipe.fitted",
     "FitResult": "mmpipe.result",
     "PairResult": "mmpipe.result",
     "fit": "mmpipe.steps",
@@ -38,12 +41,14 @@ __all__ = [
     "Dataset",
     "FitConfig",
     "FitResult",
+    "FittedRun",
     "MmpipeError",
     "PairResult",
     "__version__",
     "fit",
     "list_runs",
     "open_dataset",
+    "open_run",
     "read_run",
     "write_dataset",
 ]

@@ -370,6 +370,14 @@ def _write_pca(group: zarr.Group, prefix: str, pca: Any, feature: str, component
     write_array(
         group, f"{prefix}explained_variance_ratio", pca.explained_variance_ratio_, [component]
     )
+    # Read back by mmpipe.open_run (StandardScaler.var_); absent in runs written before it.
+    write_array(group, f"{prefix}var", pca.var_, [feature])
+
+
+def write_pca(group: zarr.Group, pca: Any) -> None:
+    """A scaler + PCA in a group of its own (mean, scale, var, components, ...; attrs rows)."""
+    group.attrs.update(_json({"rows": pca.n_samples_, "scaled": bool(pca.scale)}))
+    _write_pca(group, "", pca, "feature", "component")
 
 
 def pair_key(source: str, target: str) -> str:
@@ -417,6 +425,10 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
         g.attrs.update(
             _json({"rows": m.rows, "zero_variance_columns": m.zero_variance_columns.tolist()})
         )
+        sketch = result.reductions.get(name)
+        # The columns data given to this run must have (the dataset's, before any sketch).
+        width = m.pca.mean_.size if sketch is None else sketch.offset.size
+        g.attrs.update(_json({"width": int(width), "scaled": bool(m.pca.scale)}))
         _write_pca(g, "", m.pca, "feature", "component")
     pairs = run.create_group("pairs")
     for p in result.pairs:
@@ -439,6 +451,7 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
         write_array(g, "r2", p.r2, ["split", "alpha"])
         write_array(g, "mse", p.mse, ["split", "alpha"])
         write_array(g, "procrustes", ms.procrustes.coef_, ["source_component", "target_component"])
+        write_array(g, "procrustes_intercept", ms.procrustes.intercept_, ["target_component"])
         write_array(g, "procrustes_r2", p.procrustes_r2, ["split"])
         write_array(g, "procrustes_mse", p.procrustes_mse, ["split"])
         write_array(g, "cca_correlations", ms.cca.correlations_, ["canonical"])
@@ -449,6 +462,8 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
             g, "cca_target_weights", ms.cca.target_weights_, ["target_component", "canonical"]
         )
         write_array(g, "cca_validation_correlations", p.cca_correlations, ["split", "canonical_cv"])
+        write_array(g, "cca_source_mean", ms.cca.source_mean_, ["source_component"])
+        write_array(g, "cca_target_mean", ms.cca.target_mean_, ["target_component"])
         _write_pca(g, "source_", ms.source_pca, "source_feature", "source_component")
         _write_pca(g, "target_", ms.target_pca, "target_feature", "target_component")
     if result.reductions:

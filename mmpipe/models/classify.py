@@ -14,11 +14,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmpipe.models.linalg import block_diagonal
+from mmpipe.models.params import Params
 from mmpipe.models.transfer import RidgeTransfer
 from mmpipe.stats.moments import Moments
 
 
-class RidgeClassifierPath:
+class RidgeClassifierPath(Params):
     """One-vs-all ridge classifier on ±1 targets for every α at once.
 
     ``fit_moments`` takes the Moments of [features (k columns) | one-hot labels (C columns)].
@@ -28,9 +29,6 @@ class RidgeClassifierPath:
 
     def __init__(self, alphas: Sequence[float] = (1.0,)) -> None:
         self.alphas = alphas
-
-    def get_params(self) -> dict[str, object]:
-        return {"alphas": list(self.alphas)}
 
     def fit_moments(self, joint: Moments, k: int) -> RidgeClassifierPath:
         n_classes = joint.dim - k
@@ -50,6 +48,10 @@ class RidgeClassifierPath:
     def predict_codes(self, features: np.ndarray, index: int = 0) -> np.ndarray:
         """Class codes (0..C-1) of each row."""
         return np.argmax(self.decision_function(features, index), axis=1)
+
+    def predict(self, features: np.ndarray, index: int = 0) -> np.ndarray:
+        """Class codes (0..C-1) of each row at the ``index``-th α (``classes[codes]``: labels)."""
+        return self.predict_codes(features, index)
 
 
 def accuracy(confusion: np.ndarray) -> float:

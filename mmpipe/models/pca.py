@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from mmpipe.errors import bad_parameter
+from mmpipe.models.params import Params
 from mmpipe.stats.moments import Moments
 
 
@@ -61,7 +62,7 @@ def flip_signs(components: np.ndarray) -> np.ndarray:
     return components * signs[:, None]
 
 
-class StandardPCA:
+class StandardPCA(Params):
     """Standard scaling then PCA, fitted from the statistics of one modality's columns.
 
     Parameters
@@ -78,9 +79,6 @@ class StandardPCA:
         self.n_components = n_components
         self.scale = scale
 
-    def get_params(self) -> dict[str, object]:
-        return {"n_components": self.n_components, "scale": self.scale}
-
     def fit_moments(self, moments: Moments) -> StandardPCA:
         """Fit from (n, μ, M) of the raw columns; returns self."""
         if moments.n < 2:
@@ -88,6 +86,7 @@ class StandardPCA:
                 "moments", "StandardPCA", "statistics of at least 2 rows", moments.n
             )
         self.n_samples_ = moments.n
+        self.n_features_in_ = moments.dim
         self.mean_ = moments.mean.copy()
         self.scale_ = standard_scale(moments) if self.scale else np.ones(moments.dim)
         cov = moments.covariance(ddof=1) / np.outer(self.scale_, self.scale_)
@@ -114,3 +113,8 @@ class StandardPCA:
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Scores of raw rows x (n × d) → (n × k)."""
         return (np.asarray(x, dtype=np.float64) - self.mean_) @ self.basis_
+
+    def inverse_transform(self, scores: np.ndarray) -> np.ndarray:
+        """Raw rows (n × d) whose scores are ``scores`` (n × k), within the kept components
+        (scikit-learn's PCA then StandardScaler ``inverse_transform``)."""
+        return (np.asarray(scores, dtype=np.float64) @ self.components_) * self.scale_ + self.mean_

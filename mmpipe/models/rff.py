@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from mmpipe.errors import bad_parameter
+from mmpipe.models.params import Params
 
 
-class RandomFourierFeatures:
+class RandomFourierFeatures(Params):
     """RBF random features of a k-dimensional input.
 
     Parameters
@@ -30,9 +31,6 @@ class RandomFourierFeatures:
         self.n_features = n_features
         self.gamma = gamma
         self.seed = seed
-
-    def get_params(self) -> dict[str, object]:
-        return {"n_features": self.n_features, "gamma": self.gamma, "seed": self.seed}
 
     def fit(self, n_inputs: int) -> RandomFourierFeatures:
         if not isinstance(self.n_features, int) or self.n_features < 1:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmpipe.errors import bad_parameter
+from mmpipe.models.params import Params
 from mmpipe.stats.moments import Moments
 
 
@@ -34,7 +35,7 @@ def check_alphas(alphas: Sequence[float], owner: str = "RidgeTransfer") -> np.nd
     return values
 
 
-class RidgeTransfer:
+class RidgeTransfer(Params):
     """Ridge map source scores → target scores for a whole path of α at once.
 
     One eigendecomposition of the source Gram serves every α:
@@ -44,9 +45,6 @@ class RidgeTransfer:
 
     def __init__(self, alphas: Sequence[float] = (1.0,)) -> None:
         self.alphas = alphas
-
-    def get_params(self) -> dict[str, object]:
-        return {"alphas": list(self.alphas)}
 
     def fit_moments(self, joint: Moments, k_source: int) -> RidgeTransfer:
         alphas = check_alphas(self.alphas)
@@ -71,7 +69,7 @@ class RidgeTransfer:
         return np.asarray(source_scores) @ self.coef_[index] + self.intercept_[index]
 
 
-class ProcrustesTransfer:
+class ProcrustesTransfer(Params):
     """Orthogonal map R (RᵀR = I) minimizing ‖T_s R − T_t‖ — scipy's orthogonal_procrustes.
 
     When k_s ≠ k_t, R is the thin (partial isometry) solution from the same SVD.
@@ -89,7 +87,7 @@ class ProcrustesTransfer:
         return np.asarray(source_scores) @ self.coef_ + self.intercept_
 
 
-class CCA:
+class CCA(Params):
     """Regularized canonical correlation analysis between source and target scores.
 
     Covariances C = G / (n − 1) + reg · I; weights whiten each side, the SVD of the whitened
@@ -99,9 +97,6 @@ class CCA:
     def __init__(self, reg: float = 1e-3, n_components: int | None = None) -> None:
         self.reg = reg
         self.n_components = n_components
-
-    def get_params(self) -> dict[str, object]:
-        return {"reg": self.reg, "n_components": self.n_components}
 
     def fit_moments(self, joint: Moments, k_source: int) -> CCA:
         if not (isinstance(self.reg, float | int) and self.reg >= 0):

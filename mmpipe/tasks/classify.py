@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 
 from mmpipe.errors import ConfigError
-from mmpipe.io.results import write_array
+from mmpipe.io.results import write_array, write_pca
 from mmpipe.jsonable import to_json
 from mmpipe.models.classify import classification_metrics
 from mmpipe.options import feature_set
@@ -163,6 +163,11 @@ class Classify(Task):
             model = c.model.model
             write_array(g, "coef", model.coef_, ["alpha", "feature_component", "class"])
             write_array(g, "intercept", model.intercept_, ["alpha", "class"])
+            # The final classifier's own scaler + PCA of each feature modality: fitted on the
+            # rows where every one of them is present, so not the modality's when masks exist.
+            pcas = g.create_group("pcas")
+            for name, pca in zip(c.features, c.model.pcas, strict=True):
+                write_pca(pcas.create_group(name), pca)
 
     def table_rows(self, summary: Summary) -> list[tuple[str, ...]]:
         return [

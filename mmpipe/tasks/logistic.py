@@ -143,6 +143,8 @@ class Logistic(Task):
         for lr in results:
             g = fitted.create_group(lr.name)
             g.attrs.update(to_json(lr.summary()))
+            # Its scores are those of the final ridge classifier of the same set.
+            g.attrs["pcas"] = f"classify/{lr.name}/pcas"
             write_array(g, "classes", lr.classes, ["class"])
             dims = CONFUSION_DIMS[:1] + CONFUSION_DIMS[2:]
             write_array(g, "confusion", lr.confusion.astype(np.int64), dims)

@@ -180,6 +180,9 @@ class RandomFeatures(Task):
         for rf in results:
             g = nonlinear.create_group(pair_key(rf.source, rf.target))
             g.attrs.update(to_json(rf.summary()))
+            # φ acts on the scores of the pair's final source PCA (pairs/<s>--<t>/source_*),
+            # the map predicts the scores of its target PCA (target_*).
+            g.attrs["pcas"] = f"pairs/{pair_key(rf.source, rf.target)}"
             write_array(g, "alphas", rf.alphas, ["alpha"])
             write_array(g, "weights", rf.features.weights_, ["source_component", "feature"])
             write_array(g, "offsets", rf.features.offsets_, ["feature"])
