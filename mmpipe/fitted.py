@@ -286,7 +286,9 @@ class FittedRun:
             if not rows.any():
                 continue
             pair = self.pair_models[(source, target)]
-            out[rows, :d] = self._map_block(x[rows], pair, features=True)
+            # The whole block, then its rows: a row's values do not depend on which other
+            # rows share its block (a matrix product's rounding can).
+            out[rows, :d] = self._map_block(x, pair, features=True)[rows]
             out[rows, d] = 1.0
             todo &= ~rows
         return out
