@@ -25,7 +25,7 @@ from prefect.tasks import exponential_backoff
 from flows.console import hide_tracebacks
 from mmpipe import report
 from mmpipe.cluster import choose, dask_client, using
-from mmpipe.config import RunConfig
+from mmpipe.config import ApplyConfig, RunConfig
 from mmpipe.errors import ClusterError, MmpipeError, RunInterrupted
 from mmpipe.io.results import RunWriter, new_run_id
 from mmpipe.prepare import Prepared, prepare
@@ -155,7 +155,7 @@ def publish_artifact(result: FitResult) -> None:
     )
 
 
-def _quiet_dask_logs() -> None:
+def quiet_dask_logs() -> None:
     # Prefect's handlers would relay every scheduler/nanny INFO line of a LocalCluster; dask's
     # logging config gives the child loggers (distributed.scheduler, ...) levels of their own,
     # set when distributed is first imported: import it first.
@@ -174,7 +174,7 @@ CLUSTER_ATTEMPTS = 2
 def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
     """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
     logger = get_run_logger()
-    _quiet_dask_logs()
+    quiet_dask_logs()
     start = time.perf_counter()
     prepared = open_and_validate(config)
     opened = {"prepare": round(time.perf_counter() - start, 4)}
@@ -222,12 +222,17 @@ def as_interrupt(exc: BaseException) -> BaseException:
     return error
 
 
-def run_flow(config: RunConfig, *, tracebacks: bool = False) -> dict[str, Any]:
-    """Run :func:`mmpipe_fit` from a terminal (``mmpipe run``): Prefect's console lines without
+def run_flow(config: RunConfig | ApplyConfig, *, tracebacks: bool = False) -> dict[str, Any]:
+    """Run the flow of ``config`` (:func:`mmpipe_fit`, or ``flows.apply.mmpipe_apply`` for
+    ``flow: apply``) from a terminal (``mmpipe run``): Prefect's console lines without
     tracebacks unless asked, and a stop by signal reported as RunInterrupted."""
     if not tracebacks:
         hide_tracebacks()
     try:
+        if isinstance(config, ApplyConfig):
+            from flows.apply import mmpipe_apply  # it builds on this module's task options
+
+            return mmpipe_apply(config)
         return mmpipe_fit(config)
     except TerminationSignal as exc:
         raise as_interrupt(exc) from None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mmpipe.errors import MmpipeError
 
 if TYPE_CHECKING:
-    from mmpipe.apply import apply
+    from mmpipe.applying import apply
     from mmpipe.fitted import FittedRun, open_run
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
     from mmpipe.io.runs import list_runs, read_run
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # `mmpipe config check` should not wait for it.
 _LAZY = {
     "FitConfig": "mmpipe.options",
-    "apply": "mmpipe.apply",
+    "apply": "mmpipe.applying",
     "FittedRun": "mmpipe.fitted",
     "open_run": "mmpipe.fitted",
     "FitResult": "mmpipe.result",

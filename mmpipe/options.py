@@ -289,7 +289,26 @@ PairList = Annotated[
     _split(","),  # before validators run last first: this one sees the value first
     WithJsonSchema(_PAIRS_SCHEMA),
 ]
-FeatureSets = Annotated[tuple[tuple[str, ...], ...], BeforeValidator(_feature_sets), _split(",")]
+_FEATURE_SETS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": "string", "pattern": r"^[^+,]+(\+[^+,]+)*$"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ]
+            },
+        },
+        {"type": "string", "pattern": r"^[^,]+(,[^,]+)*$"},
+    ]
+}
+FeatureSets = Annotated[
+    tuple[tuple[str, ...], ...],
+    BeforeValidator(_feature_sets),
+    _split(","),
+    WithJsonSchema(_FEATURE_SETS_SCHEMA),
+]
 Alphas = Annotated[
     tuple[Annotated[float, Field(ge=0, allow_inf_nan=False)], ...],
     Field(min_length=1),
@@ -355,9 +374,7 @@ class FitConfig(Options):
         description="dtype of each row block's Gram in the statistics pass (float32: faster, "
         "about 1e-6 relative error; merges are float64 either way).",
     )
-    classify: Annotated[
-        FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]", text_pattern=r"^[^,]+(,[^,]+)*$")
-    ] = Field(
+    classify: Annotated[FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]")] = Field(
         (),
         description="Classify the labels from these modalities' fused scores, e.g. image or "
         "image+text.",
@@ -408,13 +425,18 @@ class FitConfig(Options):
         return self.model_dump(mode="json")
 
 
-PairTuple = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_pairs), _split(",")]
+PairTuple = Annotated[
+    tuple[tuple[str, str], ...],
+    BeforeValidator(_pairs),
+    _split(","),
+    WithJsonSchema({"anyOf": _PAIRS_SCHEMA["anyOf"][:2]}),  # a list, or text; never null
+]
 
 
 class ApplyOptions(Options):
     """What ``mmpipe apply`` computes from a fitted run over a dataset (mmpipe.apply)."""
 
-    run_id: str | None = Field(
+    run_id: Annotated[str | None, Flag(aliases=("--run",))] = Field(
         None, description="Run to apply (default: the latest complete run of the store)."
     )
     embed: Annotated[tuple[str, ...], _split(","), Flag(repeat=True, metavar="NAME")] = Field(
@@ -430,9 +452,7 @@ class ApplyOptions(Options):
         description="Where map writes: pca (the source through W, mapped/) or cca (both "
         "modalities in the pair's common space, cca/<SOURCE>--<TARGET>/<NAME>).",
     )
-    classify: Annotated[
-        FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]", text_pattern=r"^[^,]+(,[^,]+)*$")
-    ] = Field(
+    classify: Annotated[FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]")] = Field(
         (),
         description="Classifiers of the run to predict with: predictions/<SET> (and "
         "probabilities/<SET> from the run's logistic model of that set, when it has one).",

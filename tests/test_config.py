@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mmpipe.cli import app
 from mmpipe.cluster import ADDRESS_ENV, ClusterSpec, resolve
-from mmpipe.config import RunConfig, config_schema, load_config, read_config
+from mmpipe.config import config_schema, load_config, read_config
 from mmpipe.errors import ConfigError, MmpipeError
 
 BASE: dict[str, Any] = {"dataset": "data/x.zarr"}
@@ -71,6 +71,7 @@ GOOD_CONFIGS: list[dict[str, Any]] = [
     {**BASE, "components": "a=64,b=0.9", "pairs": "a:b,b:a", "alphas": "0.1,1"},
     {**BASE, "components": {"a": 0.5, "b": None, "c": "all"}, "pairs": [["a", "b"]]},
     {**BASE, "rff_gamma": "median", "chunk_rows": "auto", "sketch_columns": 128},
+    {**BASE, "classify": ["a+b", "c", ["a", "c"]], "logistic": True},
 ]
 
 
@@ -120,9 +121,11 @@ def test_schema_command_prints_the_model_schema() -> None:
     result = CliRunner().invoke(app, ["config", "schema"])
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
-    assert schema == config_schema() == RunConfig.model_json_schema()
-    assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"dataset"}
+    assert schema == config_schema()
+    fit, apply = (schema["$defs"][ref["$ref"].rsplit("/", 1)[1]] for ref in schema["anyOf"])
+    assert fit["additionalProperties"] is False
+    assert set(fit["required"]) == {"dataset"}
+    assert set(apply["required"]) == {"flow", "results", "dataset", "out"}
     # A valid JSON schema, and the configs load_config accepts are valid under it.
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
@@ -131,6 +134,11 @@ def test_schema_command_prints_the_model_schema() -> None:
     for deployment in yaml.safe_load((repo / "deploy" / "prefect.yaml").read_text())["deployments"]:
         validator.validate(deployment["parameters"]["config"])
     validator.validate({**BASE, "folds": 3, "cluster": {"workers": 2}, "alphas": [0, 1.5]})
+    apply = {"flow": "apply", "results": "r.zarr", "dataset": "d.zarr", "out": "o.zarr"}
+    validator.validate({**apply, "embed": ["a"], "map": ["a:b"]})
+    load_config({**apply, "embed": ["a"], "map": ["a:b"]})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**apply, "embed": ["a"], "colour": "red"})  # no branch accepts it
 
 
 def test_check_and_run_commands_refuse_bad_configs(tmp_path: Path) -> None:
@@ -197,3 +205,20 @@ def test_existing_cluster_is_left_running(local_client: Any) -> None:
     with dask_client(client=local_client) as passed:
         assert passed is local_client
     assert local_client.status == "running"
+
+
+def test_an_apply_config_dates_its_output_per_run() -> None:
+    from datetime import UTC, datetime
+
+    from mmpipe.config import ApplyConfig
+
+    config = load_config(
+        {"flow": "apply", "results": "r.zarr", "dataset": "d.zarr", "embed": ["a"],
+         "out": "out/{date}/x-{time}.zarr"}
+    )  # fmt: skip
+    assert isinstance(config, ApplyConfig)
+    when = datetime(2026, 12, 2, 4, 0, 5, tzinfo=UTC)
+    assert config.out_at(when) == "out/2026-12-02/x-040005.zarr"
+    assert config.apply_options().embed == ("a",)
+    with pytest.raises(ConfigError, match="unknown key 'fold'"):
+        load_config({"flow": "apply", "results": "r", "dataset": "d", "out": "o", "fold": 1})

@@ -71,12 +71,20 @@ def test_worker_image_sets_the_allocator_like_local_clusters() -> None:
     assert "cp deploy/dask.yaml /etc/dask/" in (DEPLOY / "Dockerfile").read_text()
 
 
-def test_deployments_point_at_the_flow() -> None:
+def test_deployments_point_at_the_flow_their_config_names() -> None:
+    from flows.apply import mmpipe_apply
     from flows.pipeline import mmpipe_fit
+    from mmpipe.config import load_config
 
+    flows = {"fit": ("flows/pipeline.py", mmpipe_fit), "apply": ("flows/apply.py", mmpipe_apply)}
     declared = yaml.safe_load((DEPLOY / "prefect.yaml").read_text())
+    seen = set()
     for deployment in declared["deployments"]:
+        config = load_config(deployment["parameters"]["config"])  # valid, or it raises
         path, name = deployment["entrypoint"].split(":")
+        expected_path, flow = flows[config.flow]
+        assert (path, name) == (expected_path, flow.fn.__name__), deployment["name"]
         assert (DEPLOY.parent / path).is_file()
-        assert name == mmpipe_fit.fn.__name__
         assert deployment["work_pool"]["name"] == "mmpipe-process"
+        seen.add(config.flow)
+    assert seen == set(flows)  # a scheduled fit and a scheduled apply

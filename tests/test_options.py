@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 import mmpipe
 from mmpipe.cli import app
 from mmpipe.cluster import ClusterSpec
-from mmpipe.config import RunConfig, load_config
+from mmpipe.config import ApplyConfig, RunConfig, load_config
 from mmpipe.errors import ConfigError
-from mmpipe.options import FitConfig
+from mmpipe.options import ApplyOptions, FitConfig
 
 FIT_COMMAND = typer.main.get_command(app).commands["fit"]  # type: ignore[attr-defined]
 FLAGS = {name for param in FIT_COMMAND.params for name in (*param.opts, *param.secondary_opts)}
@@ -167,3 +167,27 @@ def test_docs_list_every_option_as_the_models_declare_it() -> None:
     assert docs.read_text() == options_markdown() + "\n", (
         "run: mmpipe config options > docs/options.md"
     )
+
+
+@pytest.mark.parametrize("field", list(ApplyOptions.model_fields))
+def test_every_apply_option_is_a_run_config_key_and_a_flag(field: str) -> None:
+    command = typer.main.get_command(app).commands["apply"]  # type: ignore[attr-defined]
+    flags = {n for param in command.params for n in (*param.opts, *param.secondary_opts)}
+    assert field in ApplyConfig.model_fields
+    assert flag(field) in flags, f"mmpipe apply has no {flag(field)}"
+
+
+def test_a_bad_apply_value_gets_the_same_message_from_every_source(tmp_path: Any) -> None:
+    with pytest.raises(ConfigError) as from_python:
+        mmpipe.apply("r.zarr", "d.zarr", str(tmp_path / "o.zarr"), embed=["a"], space="umap")
+    inputs = {"flow": "apply", "results": "r.zarr", "dataset": "d.zarr", "out": "o.zarr"}
+    with pytest.raises(ConfigError) as from_yaml:
+        load_config({**inputs, "embed": ["a"], "space": "umap"})
+    result = CliRunner().invoke(
+        app, ["apply", "r.zarr", "d.zarr", "--out", "o.zarr", "--embed", "a", "--space", "umap"]
+    )
+    assert result.exit_code == 2, result.output
+    expected = _problem(str(from_python.value))
+    assert expected.startswith("space: Input should be 'pca' or 'cca'")
+    assert _problem(str(from_yaml.value)) == expected
+    assert _problem(result.stderr.strip().removeprefix("error: ")) == expected

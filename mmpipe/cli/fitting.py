@@ -11,7 +11,7 @@ from mmpipe.cli.app import StorageOpt, _print_json, app, debugging, handled, par
 from mmpipe.cli.options import with_options
 from mmpipe.cluster import ClusterSpec
 from mmpipe.errors import MissingDependencyError
-from mmpipe.options import FitConfig
+from mmpipe.options import ApplyOptions, FitConfig
 from mmpipe.signals import stop_signals_raise
 
 
@@ -95,9 +95,10 @@ def options_markdown() -> str:
         [
             "# Options",
             "",
-            "Generated from `mmpipe.options.FitConfig` and `mmpipe.cluster.ClusterSpec` by",
-            "`mmpipe config options`. Each option has one name: the key in a run config, the",
-            "keyword of `mmpipe.fit`, and the flag of `mmpipe fit` with dashes. A flag's value is",
+            "Generated from `mmpipe.options` (FitConfig, ApplyOptions) and",
+            "`mmpipe.cluster.ClusterSpec` by `mmpipe config options`. Each option has one name:",
+            "the key in a run config, the keyword of `mmpipe.fit` (`mmpipe.apply`), and the flag",
+            "of `mmpipe fit` (`mmpipe apply`) with dashes. A flag's value is",
             "read as the run config's YAML value is, and a bad value gets the same message from",
             "all three. Words such as `never` or `all` stand for null (Python's None).",
             "",
@@ -108,6 +109,10 @@ def options_markdown() -> str:
             "## The cluster (`cluster:` in a run config)",
             "",
             markdown_table(ClusterSpec, prefix="cluster."),
+            "",
+            "## Apply (`mmpipe apply`, `mmpipe.apply`, a run config with `flow: apply`)",
+            "",
+            markdown_table(ApplyOptions),
             "",
         ]
     )
@@ -147,7 +152,12 @@ def orchestrator(name: str = "prefect") -> Any:
 @app.command()
 @handled
 def run(
-    path: Annotated[str, typer.Argument(help="YAML run config (see `mmpipe config schema`).")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="YAML run config: a fit, or `flow: apply` (see `mmpipe config schema`)."
+        ),
+    ],
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -161,7 +171,8 @@ def run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run the fit as a Prefect flow (embedded Prefect server unless PREFECT_API_URL is set)."""
+    """Run a config's flow with Prefect: the fit, or apply for `flow: apply` (embedded Prefect
+    server unless PREFECT_API_URL is set)."""
     import os
 
     from mmpipe.config import read_config
@@ -180,6 +191,10 @@ def run(
         summary = run_flow(config, tracebacks=debugging())
     if as_json:
         _print_json(summary)
+    elif config.flow == "apply":
+        from mmpipe.cli.apply import print_apply
+
+        print_apply(summary)
     else:
         print_fit(summary, unwritten="no results in the run config")
 

@@ -77,16 +77,19 @@ def test_scheduled_deployment_runs_on_a_process_worker(
         prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deploy/prefect.yaml"
     )
 
-    deployment = api_get(prefect_api, "/deployments/name/mmpipe-fit/mfeat-nightly")
+    deployment = api_get(prefect_api, "/deployments/name/mmpipe-fit/mfeat-weekly")
     crons = [(s["schedule"].get("cron"), s["schedule"].get("timezone"), s["active"])
              for s in deployment["schedules"]]  # fmt: skip
-    assert crons == [("0 3 * * *", "UTC", True)]
+    assert crons == [("0 3 * * 0", "UTC", True)]
     assert deployment["work_pool_name"] == "mmpipe-process"
+    nightly = api_get(prefect_api, "/deployments/name/mmpipe-apply/mfeat-apply-nightly")
+    assert [s["schedule"].get("cron") for s in nightly["schedules"]] == ["0 4 * * *"]
+    assert nightly["parameters"]["config"]["flow"] == "apply"
 
     out = tmp_path / "scheduled.zarr"
     params = {"config": {"dataset": small_store, "results": str(out), **SETTINGS}}
     created = prefect_api.run(
-        prefect, "deployment", "run", "mmpipe-fit/mfeat-nightly", "--params", json.dumps(params)
+        prefect, "deployment", "run", "mmpipe-fit/mfeat-weekly", "--params", json.dumps(params)
     )
     match = re.search(r"UUID: ([0-9a-f-]{36})", created)
     assert match, created

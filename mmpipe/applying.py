@@ -33,9 +33,7 @@ complete.
 from __future__ import annotations
 
 import os
-import sys
 import time
-import types
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -444,18 +442,3 @@ def apply(
         "timings": timings,
     }
     return summary
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`apply`.
-
-    ``mmpipe.apply`` names both this module and its function. The package exports the
-    function lazily, but once anything imports the module first (``from mmpipe.apply import
-    apply``), Python sets the package's attribute to the module; calling it must still apply.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return apply(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
