@@ -13,9 +13,10 @@ from mmpipe.errors import MmpipeError
 
 if TYPE_CHECKING:
     from mmpipe.applying import apply
-    from mmpipe.fitted import FittedRun, open_run
+    from mmpipe.fitted import FittedRun
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
     from mmpipe.io.runs import list_runs, read_run
+    from mmpipe.loading import open_run
     from mmpipe.options import FitConfig
     from mmpipe.result import FitResult, PairResult
     from mmpipe.steps import fit
@@ -28,7 +29,7 @@ _LAZY = {
     "FitConfig": "mmpipe.options",
     "apply": "mmpipe.applying",
     "FittedRun": "mmpipe.fitted",
-    "open_run": "mmpipe.fitted",
+    "open_run": "mmpipe.loading",
     "FitResult": "mmpipe.result",
     "PairResult": "mmpipe.result",
     "fit": "mmpipe.steps",

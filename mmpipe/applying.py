@@ -44,13 +44,14 @@ import zarr
 
 from mmpipe.cluster import using
 from mmpipe.errors import ConfigError, DatasetError, MmpipeError, ResultsError, StoreNotFoundError
-from mmpipe.fitted import FittedRun, open_run
+from mmpipe.fitted import FittedRun
 from mmpipe.io.dataset import IDS, MODALITIES, WRITE_EVERY_CHUNK, Dataset, open_dataset
 from mmpipe.io.locations import locate
 from mmpipe.io.results import pair_key
 from mmpipe.io.runs import STATUS_COMPLETE, STATUS_FAILED, STATUS_RUNNING
 from mmpipe.io.storage import StorageOptions, is_remote, open_group
 from mmpipe.jsonable import to_json
+from mmpipe.loading import open_run
 from mmpipe.options import ApplyOptions
 from mmpipe.signals import stop_signals_raise
 from mmpipe.stats.apply import ApplyPlan, Output, apply_pass

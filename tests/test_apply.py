@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 import mmpipe
 from mmpipe.cli import app
 from mmpipe.errors import ConfigError, DatasetError, MmpipeError, ResultsError
-from mmpipe.fitted import FittedRun, open_run
+from mmpipe.fitted import FittedRun
 from mmpipe.io.dataset import write_dataset
 from mmpipe.io.synth import SynthSpec, synthesize
+from mmpipe.loading import open_run
 from mmpipe.options import ApplyOptions
 
 WIDTHS = {"a": 10, "b": 8, "c": 6}

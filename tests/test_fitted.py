@@ -18,9 +18,10 @@ from sklearn.preprocessing import StandardScaler
 
 import mmpipe
 from mmpipe.errors import ConfigError, ResultsError
-from mmpipe.fitted import FittedRun, open_run
+from mmpipe.fitted import FittedRun
 from mmpipe.io.dataset import write_dataset
 from mmpipe.io.results import RunWriter
+from mmpipe.loading import open_run
 from mmpipe.models.classify import RidgeClassifierPath
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.rff import RandomFourierFeatures
