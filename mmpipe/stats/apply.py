@@ -99,6 +99,26 @@ def compute_block(
     present = {name: present_rows(block, name) for name in plan.names}
     rows = block.rows
     out: dict[str, tuple[np.ndarray, int]] = {}
+    # Each modality is converted to float64 once per block, and each set of needed modalities
+    # selects its rows once: several outputs of one modality (pca/a, mapped/a--b) share them.
+    # The models convert to float64 themselves, so the values are the same either way.
+    as_float: dict[str, np.ndarray] = {}
+    selected: dict[tuple[str, ...], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+
+    def rows_of(needs: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if needs not in selected:
+            here = np.ones(rows, dtype=bool)
+            for name in needs:
+                here &= present[name]
+                if name not in as_float:
+                    as_float[name] = np.asarray(block.values[name], dtype=np.float64)
+            every = bool(here.all())
+            selected[needs] = (
+                here,
+                {n: as_float[n] if every else as_float[n][here] for n in needs},
+            )
+        return selected[needs]
+
     for o in plan.outputs:
         if o.kind == "imputed":
             target, sources = o.args
@@ -107,9 +127,7 @@ def compute_block(
             out[o.path] = (values, missing)
             out[_mask_path(o.path)] = (imputed, 0)  # a mask has a value in every row
             continue
-        here = np.ones(rows, dtype=bool)
-        for name in o.needs:
-            here &= present[name]
+        here, x = rows_of(tuple(o.needs))
         label = o.kind == "predictions"
         shape = (rows,) if o.width is None else (rows, o.width)
         values = np.full(
@@ -117,8 +135,9 @@ def compute_block(
             plan.missing_label if label else np.nan,
             dtype=plan.label_dtype if label else np.float64,
         )
-        if here.any():
-            x = {n: block.values[n][here] for n in o.needs}
+        if here.all():
+            values[...] = _method(o, run, x)
+        elif here.any():
             values[here] = _method(o, run, x)
         out[o.path] = (values, int(rows - here.sum()))
     return out
