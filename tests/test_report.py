@@ -66,6 +66,7 @@ def pair_cells(p: Any) -> tuple[str, ...]:
         f"{p.models.source_pca.n_components_}→{p.models.target_pca.n_components_}",
         f"{p.alphas[i]:g}",
         f"{np.mean(r2):.4f} ± {np.std(r2):.4f}",
+        f"{np.mean(p.r2_weighted[:, i]):.4f}",
         f"{np.mean(p.mse[:, i]):.4g}",
         f"{np.mean(p.procrustes_r2):.4f}",
         f"{np.nanmean(p.cca_correlations[:, 0]):.3f}",
@@ -221,6 +222,7 @@ def test_pair_rows_numbers_equal_the_summary(fitted: Any) -> None:
         assert (row["source"], row["target"], row["rows"]) == (p["source"], p["target"], p["rows"])
         assert row["alpha"] == p["alpha"]
         assert row["cv_r2"] == pytest.approx(p["cv"]["r2"], abs=5e-7)
+        assert row["cv_r2_weighted"] == pytest.approx(p["cv"]["r2_weighted"], abs=5e-7)
         assert row["cv_mse"] == pytest.approx(p["cv"]["mse"], abs=5e-7)
         assert row["procrustes_r2"] == pytest.approx(p["procrustes"]["r2"], abs=5e-7)
         assert row["cca_rho1"] == pytest.approx(p["cca"][0], abs=5e-7)

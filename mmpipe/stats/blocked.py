@@ -45,10 +45,12 @@ class Layout:
     """Number of one-hot label columns at the end of z (0 without labels)."""
     sketched: frozenset[str] = frozenset()
     """Modalities read as sketch coordinates (already standardized: PCA only centers them)."""
+    scale: bool = True
+    """Whether PCAs standardize their columns at all (the fit's ``scale``; False: center only)."""
 
     def scaled(self, name: str) -> bool:
         """Whether a PCA of ``name`` standardizes its columns."""
-        return name not in self.sketched
+        return self.scale and name not in self.sketched
 
     @property
     def dim(self) -> int:
@@ -258,10 +260,12 @@ def compute_statistics(
     labels: np.ndarray | None = None,
     *,
     precision: str = "float64",
+    scale: bool = True,
 ) -> PassStatistics:
     """Run the pass on the run's client (:func:`mmpipe.cluster.compute_pass`).
 
-    ``labels`` are the dataset's labels already in memory (None: no label columns).
+    ``labels`` are the dataset's labels already in memory (None: no label columns); ``scale``
+    False: every PCA fitted from these statistics only centers (:meth:`Layout.scaled`).
     """
     classes = None if labels is None else np.unique(labels)
     codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
@@ -273,6 +277,7 @@ def compute_statistics(
         tuple(ds.widths[n] for n in names),
         0 if classes is None else int(classes.size),
         frozenset(ds.arrays.reductions),
+        scale,
     )
     return PassStatistics(
         layout=layout,
