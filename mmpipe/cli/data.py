@@ -98,7 +98,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
     storage_option: StorageOpt = None,
 ) -> None:
-    """Validate a dataset and describe its modalities, labels, masks and ids."""
+    """Validate a dataset and describe its modalities, labels, masks, ids and split."""
     from mmpipe.io.inspect import describe
 
     info = describe(store, storage_options=parse_options(storage_option))
@@ -131,6 +131,11 @@ def inspect(
     for name, m in info["masks"].items():
         console.print(f"mask {name}: {m['present']} present ({m['present_fraction']:.1%})")
     console.print(f"ids: {info['ids']['dtype'] if info['ids'] else 'none'}")
+    if info["split"]:
+        counts = ", ".join(f"{k} {v}" for k, v in info["split"]["counts"].items())
+        console.print(f"split: {counts} rows")
+    else:
+        console.print("split: none")
 
 
 @app.command()
@@ -141,11 +146,12 @@ def validate(
     storage_option: StorageOpt = None,
 ) -> None:
     """Check a dataset against the contract (metadata, a listing of the stored chunks, the
-    ids); exit 2 with the problem if not."""
+    ids, the split's values); exit 2 with the problem if not."""
     from mmpipe.io.dataset import check_folds, open_dataset
 
     ds = open_dataset(store, storage_options=parse_options(storage_option))
     check_folds(ds, folds)
     ds.check_chunks()
     ds.check_ids()
+    ds.read_split()
     typer.echo(f"ok: {ds.n_rows} rows, modalities {ds.widths}")

@@ -16,7 +16,8 @@ def describe(
 ) -> dict[str, Any]:
     """Validate the dataset and describe it as a JSON-ready dict.
 
-    Reads metadata, plus the labels and masks (1-D, small) for class counts and presence.
+    Reads metadata, plus the labels, masks and split (1-D, small) for class counts, presence
+    and the rows of each role of the split (its values checked).
     """
     ds = open_dataset(url, storage_options=storage_options)
     modalities = {}
@@ -35,6 +36,7 @@ def describe(
         "labels": None,
         "ids": None,
         "masks": {},
+        "split": None,
     }
     labels = ds.read_labels()
     if labels is not None:
@@ -47,6 +49,13 @@ def describe(
     if ds.id_array is not None:
         ids = ds.id_array
         out["ids"] = {"dtype": str(ids.dtype), "first": np.asarray(ids[:3]).tolist()}
+    split = ds.read_split()
+    if split is not None:
+        roles = {"train": 0, "test": 1, "unused": -1}
+        out["split"] = {
+            "dtype": str(ds.split_array.dtype),  # type: ignore[union-attr]
+            "counts": {role: int(np.count_nonzero(split == v)) for role, v in roles.items()},
+        }
     for name, mask in ds.arrays.masks.items():
         present = int(np.count_nonzero(mask[:]))
         out["masks"][name] = {"present": present, "present_fraction": present / ds.n_rows}

@@ -9,7 +9,8 @@ spectrum of the standardized columns (a randomized range finder, Halko, Martinss
     u = ((x − μ) / σ) V
 
 everywhere after: per-fold PCA, transfer maps, classifiers, scoring. The reduction itself is
-not cross-validated: μ, σ and V come from all rows where the modality is present. That is
+not cross-validated: μ, σ and V come from all rows where the modality is present (of a given
+split, its train rows: the rows of the final models). That is
 unsupervised (no labels, no other modality) and is the price of not holding d × d matrices.
 """
 

@@ -33,13 +33,15 @@ def _block_scores(
     offsets: np.ndarray,
     bases: np.ndarray,
     train_groups: list[np.ndarray],
+    final_groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     present = block.present(features)
     x = np.concatenate([np.asarray(block.values[n], dtype=np.float64) for n in features], axis=1)
     x[~present] = 0.0  # absent rows hold NaN in the store; they train and validate nothing
     # (rows, n_models·k): each model's scores (x − offset_m) @ basis_m side by side.
     scores = np.concatenate([(x - o) @ b for o, b in zip(offsets, bases, strict=True)], axis=1)
-    train = np.stack([np.isin(fold_groups, g) & present for g in train_groups] + [present], axis=1)
+    final = present if final_groups is None else np.isin(fold_groups, final_groups) & present
+    train = np.stack([np.isin(fold_groups, g) & present for g in train_groups] + [final], axis=1)
     return scores, codes, train
 
 
@@ -70,17 +72,19 @@ def hold_scores(
     offsets: np.ndarray,
     bases: np.ndarray,
 ) -> HeldScores:
-    """Read ``features`` once and persist every model's scores (models: splits, then final).
+    """Read ``features`` once and persist every model's scores (models: splits, then final;
+    the final model trains on ``plan.final_groups``, all rows when None).
 
     ``offsets`` (n_models, d) and ``bases`` (n_models, d, k) map raw columns to scores.
     """
     train = [np.asarray(t) for t, _ in plan.splits]
+    final = None if plan.final_groups is None else np.asarray(plan.final_groups)
     parts = map_row_blocks(
         ds,
         features,
         _block_scores,
         per_row=(plan.assignment, codes),
-        shared=(tuple(features), offsets, bases, train),
+        shared=(tuple(features), offsets, bases, train, final),
         nout=3,
     )
     # Persisted, the blocks keep their whole graph on the scheduler: a worker lost between or

@@ -75,11 +75,14 @@ def training_r_factors(
     jobs: Sequence[tuple[str, str, int | None, PairModels]],
 ) -> list[np.ndarray]:
     """The R factor of [T_s | T_t] over the training rows of each (source, target, split,
-    models) job; ``split`` None means all rows. All jobs run in one compute: one pass."""
+    models) job; ``split`` None means the final models' rows (``plan.final_groups``). All jobs
+    run in one compute: one pass."""
     r_factors = []
     for source, target, split, models in jobs:
         masks = [ds.masks[n] for n in (source, target) if n in ds.masks]
-        sp = plan.splits[split][0] if split is not None else tuple(range(plan.n_groups))
+        final = plan.final_groups
+        every = tuple(range(plan.n_groups)) if final is None else final
+        sp = plan.splits[split][0] if split is not None else every
         split_plan = FoldPlan(
             plan.kind, plan.assignment, plan.n_groups, ((sp, ()),), plan.seed, plan.stratified
         )

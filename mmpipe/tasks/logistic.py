@@ -44,7 +44,7 @@ class LogisticResult:
     confusion: np.ndarray
     """(n_splits, C, C) validation confusion matrices."""
     coef: np.ndarray
-    """(k, C) of the final model (all rows), on the final classifier's scores."""
+    """(k, C) of the final model (the plan's final rows), on the final classifier's scores."""
     intercept: np.ndarray
     iterations: int
     passes: int

@@ -71,12 +71,17 @@ class RandomFeatureResult:
         }
 
 
-def sample_gamma(ds: Dataset, source: str, models: PairModels) -> float:
-    """Median heuristic on the source's final-PCA scores of the first rows where present."""
-    rows = min(GAMMA_SAMPLE_ROWS, ds.n_rows)
+def sample_gamma(ds: Dataset, plan: FoldPlan, source: str, models: PairModels) -> float:
+    """Median heuristic on the source's final-PCA scores of the first rows where present
+    (among the final models' rows, ``plan.final_groups``, from the first of them on)."""
+    final = None if plan.final_groups is None else np.isin(plan.assignment, plan.final_groups)
+    start = 0 if final is None else int(np.argmax(final))
+    stop = min(start + GAMMA_SAMPLE_ROWS, ds.n_rows)
     # A small sample, read in this process straight from the store.
-    x = np.asarray(ds.arrays.read(source, 0, rows), dtype=np.float64)
-    present = ds.arrays.read_mask(source, 0, rows)
+    x = np.asarray(ds.arrays.read(source, start, stop), dtype=np.float64)
+    present = ds.arrays.read_mask(source, start, stop)
+    if final is not None:
+        present = final[start:stop] if present is None else present & final[start:stop]
     if present is not None:
         x = x[present]
     return median_gamma(models.source_pca.transform(x))
@@ -99,7 +104,7 @@ def fit_random_features(
     for pair in pairs:
         models = [split_models[(s, pair)] for s in range(plan.n_splits)] + [final_models[pair]]
         k = max(m.source_pca.n_components_ for m in models)
-        g = gamma if gamma is not None else sample_gamma(ds, pair[0], final_models[pair])
+        g = gamma if gamma is not None else sample_gamma(ds, plan, pair[0], final_models[pair])
         jobs.append(
             FeatureJob(
                 name=f"{pair[0]}--{pair[1]}",
@@ -114,7 +119,7 @@ def fit_random_features(
         )
     stats = feature_statistics(ds, plan, jobs)
     results = []
-    every_group = range(plan.n_groups)
+    final_groups = range(plan.n_groups) if plan.final_groups is None else plan.final_groups
     for job, pair in zip(jobs, pairs, strict=True):
         r2, mse = [], []
         for s, (train, validation) in enumerate(plan.splits):
@@ -132,7 +137,7 @@ def fit_random_features(
             mse.append(split_mse)
         final_dim = n_features + job.target_bases[-1].shape[1]
         final = RidgeTransfer(alphas).fit_moments(
-            merged(stats, job.name, plan.n_splits, every_group, final_dim), n_features
+            merged(stats, job.name, plan.n_splits, final_groups, final_dim), n_features
         )
         r2_all = np.stack(r2)
         results.append(
