@@ -19,6 +19,7 @@ The output group (docs/apply.md)::
       mapped/<SOURCE>--<TARGET>          (n, k_target) float64: source through W
       mapped_features/<SOURCE>--<TARGET> (n, d_target) float64, with features=True
       cca/<SOURCE>--<TARGET>/<NAME>      (n, c) float64 canonical variates, space="cca"
+      multiview/embedding                (n, c) float64 shared embedding, space="multiview"
       predictions/<SET>                  (n,) labels; missing_label where it cannot predict
       probabilities/<SET>                (n, C) float64, when the run has a logistic model
       imputed/<NAME>                     (n, d) float64, NaN where not imputed
@@ -266,6 +267,23 @@ def plan_apply(run: FittedRun, ds: Dataset, options: ApplyOptions) -> ApplyPlan:
         raise DatasetError(
             f"impute: {ds.url!r} has none of the modalities run {run.run_id} imputes from "
             f"(it imputes {_listing(targets)} from pairs {pairs})."
+        )
+    if options.space == "multiview":
+        model = run.multiview
+        if model is None:
+            raise ConfigError(
+                f"space multiview: run {run.run_id} of {run.results!r} has no multiview model: "
+                "fit with multiview (modality names or 'all') first."
+            )
+        in_data = tuple(v for v in model.modalities if v in ds.names)
+        if not in_data:
+            raise DatasetError(
+                f"space multiview: {ds.url!r} has none of the modalities of run "
+                f"{run.run_id}'s common space ({_listing(list(model.modalities))})."
+            )
+        need(in_data, "space multiview")
+        outputs.append(
+            Output("multiview/embedding", "multiview", (), model.n_components, (in_data,))
         )
     for name, why in needs.items():
         _check_modality(ds, run, name, why)

@@ -1,8 +1,9 @@
 """The engine behind ``mmpipe.fit``: one pass of statistics, every model and metric, written out.
 
 Data flows one way: dataset → fold plan → statistics pass → per split and pair: models from the
-training statistics, metrics from the validation statistics → chosen α → final models on all
-rows → results store.
+training statistics, metrics from the validation statistics → chosen α → final models on the
+plan's final rows (``FoldPlan.final_groups``: all rows, or a given split's train rows) →
+results store.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from mmpipe import tasks
 from mmpipe.errors import DataValueError
 from mmpipe.io.dataset import Dataset
 from mmpipe.io.results import new_run_id
-from mmpipe.models.pair import PairModels, PairScores, fit_pair, score_pair
+from mmpipe.models.pair import PairModels, PairScores, choose_cca, fit_pair, score_pair
 from mmpipe.models.pca import StandardPCA
+from mmpipe.models.transfer import SingularCovariance
 from mmpipe.prepare import Prepared, components_for, wide_modalities
 from mmpipe.result import FitResult, ModalityResult, PairResult
 from mmpipe.stats.blocked import PassStatistics, compute_statistics
@@ -38,12 +40,17 @@ class FittedModels:
 
 def sketch_pass(prepared: Prepared) -> Prepared:
     """Reduce the wide modalities to their sketch coordinates (1 + sketch_power passes over
-    them); every later step sees q columns for each."""
+    them); every later step sees q columns for each. Fitted on the final models' rows."""
+    plan = prepared.plan
     reductions = sketch_wide(
         prepared.dataset,
         wide_modalities(prepared),
         power_iterations=prepared.config.sketch_power,
         seed=prepared.config.seed,
+        scale=prepared.config.scale,
+        rows=None
+        if plan.final_groups is None
+        else np.isin(plan.assignment, plan.final_groups),
     )
     return replace(prepared, dataset=prepared.dataset.reduced(reductions))
 
@@ -57,6 +64,7 @@ def statistics_pass(prepared: Prepared) -> PassStatistics:
         prepared.names,
         prepared.labels,
         precision=prepared.config.precision,
+        scale=prepared.config.scale,
     )
     bad = {n: c for n, c in stats.nonfinite.items() if c}
     if bad:
@@ -67,7 +75,7 @@ def statistics_pass(prepared: Prepared) -> PassStatistics:
         )
     for name in prepared.names:
         # A constant modality would be predicted perfectly (R² = 1) from anything.
-        moments = stats.moments([name])
+        moments = stats.moments([name], prepared.plan.final_groups)
         if moments.n and not np.any(moments.variance(ddof=0) > 0.0):
             raise DataValueError(
                 f"modalities/{name}: every column is constant over the {moments.n} rows where "
@@ -87,8 +95,9 @@ def fit_models(prepared: Prepared, stats: PassStatistics) -> FittedModels:
     comps = {n: components_for(config, n, widths[n]) for n in prepared.names}
 
     modalities: dict[str, ModalityResult] = {}
+    final = plan.final_groups  # the rows the final models are fitted on (None: all)
     for name in prepared.names:
-        full = stats.moments([name])
+        full = stats.moments([name], final)
         pca = StandardPCA(comps[name], scale=stats.layout.scaled(name)).fit_moments(full)
         modalities[name] = ModalityResult(
             name=name,
@@ -114,23 +123,27 @@ def fit_models(prepared: Prepared, stats: PassStatistics) -> FittedModels:
         return pca_cache[key]
 
     def models_for(split: int | None, pair: tuple[str, str]) -> PairModels:
-        groups = None if split is None else plan.splits[split][0]
+        groups = final if split is None else plan.splits[split][0]
         raw = stats.moments(list(pair), groups)
         if raw.n < 2:
             raise DataValueError(
                 f"Pair {pair[0]}:{pair[1]} has {raw.n} training rows with both modalities "
                 "present; check masks/ or use fewer folds."
             )
-        return fit_pair(
-            raw,
-            widths[pair[0]],
-            source_components=comps[pair[0]],
-            target_components=comps[pair[1]],
-            alphas=config.alphas,
-            cca_reg=config.cca_reg,
-            source_pca=pca_for(split, pair[0], pair, raw),
-            target_pca=pca_for(split, pair[1], pair, raw),
-        )
+        try:
+            return fit_pair(
+                raw,
+                widths[pair[0]],
+                source_components=comps[pair[0]],
+                target_components=comps[pair[1]],
+                alphas=config.alphas,
+                cca_reg=config.cca_reg,
+                source_pca=pca_for(split, pair[0], pair, raw),
+                target_pca=pca_for(split, pair[1], pair, raw),
+            )
+        except SingularCovariance as exc:
+            rows = "every row" if split is None else f"the training rows of split {split}"
+            raise singular_cca(pair, f"{exc.detail} on {rows}") from None
 
     split_models = {(s, p): models_for(s, p) for s in range(plan.n_splits) for p in prepared.pairs}
     final_models = {p: models_for(None, p) for p in prepared.pairs}
@@ -164,17 +177,25 @@ def evaluate(prepared: Prepared, stats: PassStatistics, models: FittedModels) ->
             val = stats.moments(list(pair), plan.splits[s][1])
             scores.append(score_pair(models.split_models[(s, pair)], val))
         r2 = np.stack([sc.r2 for sc in scores])
-        rows = stats.rows_present(list(pair))
-        width = max(sc.cca_correlations.size for sc in scores)
-        cca = np.full((len(scores), width), np.nan)
-        for i, sc in enumerate(scores):
-            cca[i, : sc.cca_correlations.size] = sc.cca_correlations
+        # The rows the final model saw; dropped: the final rows lacking one of the pair.
+        rows = stats.rows_present(list(pair), plan.final_groups)
+        final_rows = (
+            stats.n_rows
+            if plan.final_groups is None
+            else int(np.isin(plan.assignment, plan.final_groups).sum())
+        )
+        try:
+            cca, cca_index, final = choose_cca(scores, models.final_models[pair])
+        except SingularCovariance as exc:
+            raise singular_cca(pair, exc.detail) from None
+        models.final_models[pair] = final  # with the chosen cca_reg's CCA
+        regs = prepared.config.cca_reg
         pairs.append(
             PairResult(
                 source=pair[0],
                 target=pair[1],
                 rows=rows,
-                rows_dropped=stats.n_rows - rows,
+                rows_dropped=final_rows - rows,
                 alphas=np.asarray(prepared.config.alphas),
                 r2=r2,
                 mse=np.stack([sc.mse for sc in scores]),
@@ -182,10 +203,22 @@ def evaluate(prepared: Prepared, stats: PassStatistics, models: FittedModels) ->
                 procrustes_mse=np.array([sc.procrustes_mse for sc in scores]),
                 cca_correlations=cca,
                 alpha_index=int(np.argmax(r2.mean(axis=0))),
-                models=models.final_models[pair],
+                models=final,
+                r2_weighted=np.stack([np.asarray(sc.r2_weighted) for sc in scores]),
+                cca_regs=np.atleast_1d(np.asarray(regs, dtype=np.float64)),
+                cca_reg_index=cca_index,
             )
         )
     return pairs
+
+
+def singular_cca(pair: tuple[str, str], detail: str) -> DataValueError:
+    """The error of a pair whose CCA has no ridge term on a singular covariance."""
+    return DataValueError(
+        f"Pair {pair[0]}:{pair[1]}: textbook CCA (cca_reg 0) is undefined: {detail}. "
+        "Set cca_reg to 1e-3 (or a path such as 0,1e-3,1e-2 to choose by validation), or "
+        "keep fewer components."
+    )
 
 
 def task_context(

@@ -41,6 +41,7 @@ import numpy as np
 from mmpipe.errors import ConfigError
 from mmpipe.io.reduction import Reduction
 from mmpipe.models.classify import RidgeClassifierPath
+from mmpipe.models.mcca import MultiviewModel, shared_embedding
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.rff import RandomFourierFeatures
 from mmpipe.models.transfer import CCA, ProcrustesTransfer, RidgeTransfer
@@ -137,6 +138,8 @@ class FittedRun:
     )
     reductions: dict[str, Reduction] = field(default_factory=dict, repr=False)
     """The sketch of each wide modality: applied to its raw rows before any of its PCAs."""
+    multiview: MultiviewModel | None = field(default=None, repr=False)
+    """The final MCCA of several modalities (``multiview/``), when the run fitted one."""
 
     # -- what the run can do ---------------------------------------------------------------
     @property
@@ -416,6 +419,44 @@ class FittedRun:
 
         out = _blockwise(block, [*inputs, *filled], d + 1, np.float64)
         return out[:, :d], out[:, d] > 0.5
+
+    def embed_multiview(
+        self, xs: Mapping[str, Array], present: Mapping[str, Array] | None = None
+    ) -> Array:
+        """(n, c) every row's shared embedding: the mean of the MCCA projections (each view's
+        scores of ``modalities/<name>`` times its weights) of the views the row has. A view
+        not in ``xs``, False in ``present`` or with a non-finite value in a row is absent from
+        it; a row with no view gets NaN."""
+        model = self.multiview
+        if model is None:
+            raise ConfigError(
+                f"Run {self.run_id!r} has no multiview model: fit with multiview (names or "
+                "'all') to embed rows in a common space of several modalities."
+            )
+        views = [v for v in model.modalities if v in xs]
+        if not views:
+            raise ConfigError(
+                f"The multiview embedding needs the rows of one of "
+                f"{', '.join(model.modalities)}; given: {', '.join(xs) or 'none'}."
+            )
+        for v in views:
+            self.check_width(xs[v], v)
+        n = xs[views[0]].shape[0]
+        masks = [
+            np.ones(n, dtype=bool) if present is None or present.get(v) is None else present[v]
+            for v in views
+        ]
+
+        def block(*b: np.ndarray) -> np.ndarray:
+            projections, here = [], []
+            for v, x, m in zip(views, b[: len(views)], b[len(views) :], strict=True):
+                scores = self._scores_block(x, v, self.modality_models[v])
+                ok = np.asarray(m, dtype=bool) & np.isfinite(scores).all(axis=1)
+                projections.append(np.where(ok[:, None], scores, 0.0) @ model.weights[v])
+                here.append(ok)
+            return shared_embedding(projections, here)
+
+        return _blockwise(block, [*(xs[v] for v in views), *masks], model.n_components, np.float64)
 
     # -- export -----------------------------------------------------------------------------
     def to_sklearn(self) -> dict[str, Any]:

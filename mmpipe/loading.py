@@ -20,6 +20,7 @@ from mmpipe.io.reduction import Reduction
 from mmpipe.io.runs import read_run
 from mmpipe.io.storage import StorageOptions
 from mmpipe.models.classify import RidgeClassifierPath
+from mmpipe.models.mcca import MultiviewModel
 from mmpipe.models.pca import StandardPCA
 from mmpipe.models.rff import RandomFourierFeatures
 from mmpipe.models.transfer import CCA, ProcrustesTransfer, RidgeTransfer
@@ -119,8 +120,8 @@ def open_run(
             _array(g, "intercept"),
         )
         index = _alpha_index(alphas, float(a["alpha"]))
-        spca = _read_pca(g, "source_", rows, source not in reductions)
-        tpca = _read_pca(g, "target_", rows, target not in reductions)
+        spca = _read_pca(g, "source_", rows, config.scale and source not in reductions)
+        tpca = _read_pca(g, "target_", rows, config.scale and target not in reductions)
         procrustes = ProcrustesTransfer()
         procrustes.coef_ = _array(g, "procrustes")
         procrustes.intercept_ = (
@@ -128,7 +129,9 @@ def open_run(
             if _has(g, "procrustes_intercept")
             else np.zeros(procrustes.coef_.shape[1])
         )
-        cca = CCA(float(config.cca_reg))
+        # The pair's own ridge term (chosen from a path); older runs: the config's one value.
+        reg = config.cca_reg if isinstance(config.cca_reg, float) else config.cca_reg[0]
+        cca = CCA(float(a.get("cca_reg", reg)))
         cca.correlations_ = _array(g, "cca_correlations")
         cca.source_weights_ = _array(g, "cca_source_weights")
         cca.target_weights_ = _array(g, "cca_target_weights")
@@ -210,6 +213,14 @@ def open_run(
         )
         del key
 
+    multiview = None
+    mg = dict(run.members()).get("multiview")
+    if isinstance(mg, zarr.Group):  # the final MCCA: weights on each modality's PCA scores
+        views = tuple(str(v) for v in _attrs(mg)["modalities"])
+        weights = {v: _array(_groups(mg, "views")[v], "weights") for v in views}
+        c = next(iter(weights.values())).shape[1]
+        multiview = MultiviewModel(views, weights, _array(mg, "eigenvalues")[:c])
+
     return FittedRun(
         run_id=run.basename,
         results=text,
@@ -224,4 +235,5 @@ def open_run(
         logistic=logistic,
         random_features=random_features,
         reductions=reductions,
+        multiview=multiview,
     )

@@ -24,6 +24,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -317,6 +319,47 @@ Alphas = Annotated[
 ]
 
 
+def _cca_reg(value: Any) -> float | tuple[float, ...]:
+    """One ridge term (a number) or a path of them (a list, or text '0,0.01,0.1'); a list of
+    one value is that value."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        value = parts[0] if len(parts) == 1 else parts
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise ValueError("must be a number >= 0 or a non-empty list of them")
+    out = []
+    for item in items:
+        try:
+            number = float(item) if isinstance(item, int | float | str) else math.nan
+        except ValueError:
+            number = math.nan
+        if isinstance(item, bool) or math.isnan(number):
+            raise ValueError("Input should be a number >= 0, or a list of them")
+        if not math.isfinite(number):
+            raise ValueError("Input should be a finite number")
+        if number < 0:
+            raise ValueError("Input should be greater than or equal to 0")
+        out.append(number)
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+CcaReg = Annotated[
+    float | tuple[float, ...],
+    PlainValidator(_cca_reg),
+    PlainSerializer(lambda v: list(v) if isinstance(v, tuple) else v),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 1},
+                {"type": "string", "pattern": _NUMBERS},
+            ]
+        }
+    ),
+]
+
+
 class FitConfig(Options):
     """Every choice of a fit; stored with the results as provenance."""
 
@@ -335,11 +378,21 @@ class FitConfig(Options):
         description="PCA components per modality: a count (capped at the width), a variance "
         "fraction in (0, 1), 'all', or NAME=VALUE,... per modality.",
     )
+    scale: bool = Field(
+        True,
+        description="Standardize every modality's columns before PCA (as StandardScaler); "
+        "--no-scale only centers them.",
+    )
     folds: Annotated[int, Field(ge=2, le=127)] = Field(
         5, description="K of K-fold cross-validation (unused with holdout)."
     )
     holdout: Annotated[float, Field(gt=0, lt=1)] | None = Field(
         None, description="Hold out this fraction of rows for validation instead of K-fold."
+    )
+    split: bool = Field(
+        False,
+        description="Use the dataset's own split array instead of K-fold: fit on its train "
+        "rows (0; the final models too), score on its test rows (1), never use rows -1.",
     )
     alphas: Annotated[Alphas, Flag(metavar="A,B,...", text_pattern=_NUMBERS)] = Field(
         DEFAULT_ALPHAS, description="Ridge α path; the best mean validation R² is chosen."
@@ -350,8 +403,10 @@ class FitConfig(Options):
         description="Ridge solver: normal (from the one pass) or tsqr (QR of the scores, one "
         "more pass; for ill-conditioned data).",
     )
-    cca_reg: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
-        1e-3, description="Ridge term added to each side's score covariance in CCA."
+    cca_reg: Annotated[CcaReg, Flag(metavar="R|R,R,...")] = Field(
+        0.0,
+        description="Ridge term added to each side's score covariance in CCA (0: textbook "
+        "CCA); a list is a path, chosen per pair by the validation total correlation.",
     )
     chunk_rows: Annotated[
         Annotated[int, Field(ge=1)] | None, _none_word("auto"), Flag(none_word="auto")
@@ -382,6 +437,11 @@ class FitConfig(Options):
     transfer: bool = Field(
         False, description="Apply each pair target's classifier to the source mapped through W."
     )
+    transfer_classifier: Literal["ridge", "logistic"] = Field(
+        "ridge",
+        description="The target's classifier in transfer: ridge (the whole α path) or "
+        "logistic (multinomial, C = logistic_c; fitted for transfer alone if need be).",
+    )
     retrieval: Annotated[bool, Flag(aliases=("--retrieve",))] = Field(
         False, description="Cross-modal retrieval for every pair, both directions."
     )
@@ -403,16 +463,51 @@ class FitConfig(Options):
         description="Also a non-linear map per pair: ridge on this many random Fourier "
         "features of the source scores (0: off).",
     )
+    pls: Annotated[int, Field(ge=0)] = Field(
+        0,
+        description="Also partial least squares per pair, from the statistics (no pass): "
+        "PLS-SVD and a PLS regression map with up to this many components, the number "
+        "chosen by validation R² (0: off).",
+    )
     rff_gamma: Annotated[
         Annotated[float, Field(gt=0, allow_inf_nan=False)] | None,
         _none_word("median"),
         Flag(none_word="median"),
     ] = Field(None, description="RBF γ of the random features ('median': the median rule).")
+    multiview: Annotated[
+        tuple[str, ...] | None,
+        _split(","),
+        Flag(metavar="NAME,NAME,...|all", text_pattern=r"^[^,]+(,[^,]+)*$"),
+    ] = Field(
+        None,
+        description="Also a common space of several modalities at once (MCCA): two or more "
+        "modality names, or 'all' (every modality of the dataset); unset: off.",
+    )
+
+    @model_validator(mode="after")
+    def _multiview_views(self) -> Self:
+        views = self.multiview
+        if (views is not None and views != ("all",)) and (
+            len(views) < 2 or len(set(views)) != len(views) or "all" in views
+        ):
+            raise ValueError(
+                "multiview needs two or more distinct modality names, or 'all' alone "
+                f"(got {','.join(views)!r})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _logistic_needs_classify(self) -> Self:
         if self.logistic and not self.classify:
             raise ValueError("logistic needs at least one classify feature set (e.g. image+text)")
+        return self
+
+    @model_validator(mode="after")
+    def _split_or_holdout(self) -> Self:
+        if self.split and self.holdout is not None:
+            raise ValueError(
+                "split and holdout both choose the validation rows: give one of them"
+            )
         return self
 
     @classmethod
@@ -447,10 +542,11 @@ class ApplyOptions(Options):
         description="Pairs to map: the source through W into the target's PCA space "
         "(mapped/<SOURCE>--<TARGET>), or both into the pair's CCA space with space=cca.",
     )
-    space: Literal["pca", "cca"] = Field(
+    space: Literal["pca", "cca", "multiview"] = Field(
         "pca",
         description="Where map writes: pca (the source through W, mapped/) or cca (both "
-        "modalities in the pair's common space, cca/<SOURCE>--<TARGET>/<NAME>).",
+        "modalities in the pair's common space, cca/<SOURCE>--<TARGET>/<NAME>); multiview "
+        "(no map): every row's shared embedding from the views it has (multiview/embedding).",
     )
     classify: Annotated[FeatureSets, Flag(repeat=True, metavar="NAME[+NAME...]")] = Field(
         (),
@@ -468,8 +564,12 @@ class ApplyOptions(Options):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> Self:
-        if not (self.embed or self.map or self.classify or self.impute):
+        if not (self.embed or self.map or self.classify or self.impute) and (
+            self.space != "multiview"
+        ):
             raise ValueError("nothing to apply: give at least one of embed, map, classify, impute")
+        if self.space == "multiview" and self.map:
+            raise ValueError("space multiview takes no map: map writes in space pca or cca")
         if self.features and not self.map:
             raise ValueError("features needs at least one map (SOURCE:TARGET)")
         return self

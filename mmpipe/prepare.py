@@ -22,7 +22,7 @@ from mmpipe.io.locations import check_results_location
 from mmpipe.io.results import check_writable
 from mmpipe.io.storage import StorageOptions
 from mmpipe.options import FitConfig, pair_of
-from mmpipe.stats.folds import FoldPlan, holdout_plan, kfold_plan
+from mmpipe.stats.folds import FoldPlan, given_plan, holdout_plan, kfold_plan
 
 
 def parse_pairs(
@@ -66,12 +66,16 @@ def components_for(config: FitConfig, name: str, width: int) -> int | float | No
 
 
 def make_plan(ds: Dataset, config: FitConfig, labels: np.ndarray | None) -> FoldPlan:
-    """The fold plan, stratified by ``labels`` when the dataset has them."""
+    """The fold plan, stratified by ``labels`` when the dataset has them; with
+    ``config.split`` the dataset's own split (its values checked here)."""
     # A class too small for the folds is an error when a task learns the labels; when they
     # only balance the folds, the plan records it (plan.rare_classes, in the results).
     learns = any(task.learns_labels(config) for task in tasks.TASKS)
     rare: Literal["raise", "note"] = "raise" if learns else "note"
-    if config.holdout is not None:
+    split = ds.read_split() if config.split else None
+    if split is not None:
+        plan = given_plan(split, labels=labels, seed=config.seed, rare=rare)
+    elif config.holdout is not None:
         plan = holdout_plan(ds.n_rows, config.holdout, labels=labels, seed=config.seed, rare=rare)
     else:
         check_folds(ds, config.folds)
@@ -97,6 +101,11 @@ def check_config(ds: Dataset, config: FitConfig) -> tuple[tuple[str, str], ...]:
                 f"components names unknown modalities {sorted(unknown)} "
                 f"(modalities: {', '.join(ds.names)})."
             )
+    if config.split and ds.split_array is None:
+        raise ConfigError(
+            f"split: {ds.url!r} has no split array: write one (n,) int8 array 'split' at the "
+            "dataset's root (0 train, 1 test, -1 unused), or fit without split."
+        )
     for task in tasks.TASKS:  # each task's options against the dataset (e.g. needs labels)
         task.check(config, ds)
     return parse_pairs(config.pairs, ds.names)
@@ -157,7 +166,9 @@ def prepare(
         check_output(dataset, out, storage_options, results_storage_options)
     ds = open_dataset(dataset, storage_options=storage_options, chunk_rows=config.chunk_rows)
     pair_list = check_config(ds, config)
-    used = {n for p in pair_list for n in p}.union(*(t.modalities(config) for t in tasks.TASKS))
+    used = {n for p in pair_list for n in p}.union(
+        *(t.modalities_of(config, ds.names) for t in tasks.TASKS)
+    )
     names = [n for n in ds.names if n in used]
     # Before anything is computed or written: every chunk the fit reads is in the store (one
     # listing per array) and the ids are unique.

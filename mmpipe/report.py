@@ -33,7 +33,8 @@ def _splits(n: int) -> str:
 
 
 def pairs_table(summary: Summary) -> Table:
-    """Every pair: rows, components, chosen α, CV R² (mean ± sd over splits), CV MSE, the
+    """Every pair: rows, components, chosen α, CV R² (mean ± sd over splits), its
+    variance-weighted form, CV MSE, the
     orthogonal map's R² and the first canonical correlation on validation rows."""
     plan = summary["plan"]
     rows = []
@@ -47,6 +48,7 @@ def pairs_table(summary: Summary) -> Table:
                 "{}→{}".format(*p["components"]),
                 f"{p['alpha']:g}",
                 f"{p['cv']['r2']:.4f} ± {r2.std():.4f}",
+                f"{p['cv']['r2_weighted']:.4f}" if "r2_weighted" in p["cv"] else "-",
                 f"{p['cv']['mse']:.4g}",
                 f"{p['procrustes']['r2']:.4f}",
                 f"{cca[0]:.3f}" if cca else "-",
@@ -59,6 +61,12 @@ def pairs_table(summary: Summary) -> Table:
     ]
     if plan.get("rare_classes"):
         notes.append(f"rare classes {plan['rare_classes']}: {plan['rare_classes_note']}")
+    if plan["kind"] == "given":
+        roles = ", ".join(f"{role} {n}" for role, n in plan["rows"].items())
+        notes.append(
+            f"the dataset's split ({roles} rows): models fitted on the train rows, the final "
+            "ones too; every CV figure is on the test rows"
+        )
     return Table(
         title=f"{summary['dataset']}: {summary['rows']} rows, {plan['kind']} "
         f"({_splits(plan['n_splits'])})",
@@ -68,6 +76,7 @@ def pairs_table(summary: Summary) -> Table:
             "k",
             "α",
             "CV R²",
+            "CV R² (weighted)",
             "CV MSE",
             "Procrustes R²",
             "CCA ρ₁ (val)",
@@ -180,6 +189,7 @@ def pair_rows(summary: Summary) -> list[dict[str, Any]]:
             "rows": p["rows"],
             "alpha": p["alpha"],
             "cv_r2": rounded(p["cv"]["r2"]),
+            "cv_r2_weighted": rounded(p["cv"]["r2_weighted"]) if "r2_weighted" in p["cv"] else None,
             "cv_mse": rounded(p["cv"]["mse"]),
             "procrustes_r2": rounded(p["procrustes"]["r2"]),
             "cca_rho1": rounded(p["cca"][0]) if p["cca"] else None,

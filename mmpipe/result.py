@@ -32,14 +32,16 @@ class ModalityResult:
 
 @dataclass(frozen=True, eq=False)
 class PairResult:
-    """A directed pair: cross-validated metrics and final models refitted on all its rows."""
+    """A directed pair: cross-validated metrics and final models refitted on its final rows
+    (all its rows; a given split's train rows)."""
 
     source: str
     target: str
     rows: int
-    """Rows where both modalities are present (the rows this pair is fitted on)."""
+    """Rows where both modalities are present among the plan's final rows (the rows its final
+    models are fitted on: all rows, or a given split's train rows)."""
     rows_dropped: int
-    """Rows left out because one of the two is missing."""
+    """Final rows left out because one of the two is missing."""
     alphas: np.ndarray
     """(n_alpha,) the α path."""
     r2: np.ndarray
@@ -54,7 +56,20 @@ class PairResult:
     alpha_index: int
     """Index of the chosen α (best mean validation R²)."""
     models: PairModels
-    """Final models on all rows of the pair; ridge coefficients for every α."""
+    """Final models on the pair's final rows (``rows``); ridge coefficients for every α."""
+    r2_weighted: np.ndarray | None = None
+    """(n_splits, n_alpha) validation variance-weighted R² (1 − ΣSS_res / ΣSS_tot over the
+    target's components, scikit-learn's multioutput="variance_weighted")."""
+    cca_regs: np.ndarray | None = None
+    """(n_reg,) the ``cca_reg`` value(s) of the fit."""
+    cca_reg_index: int | None = None
+    """With a ``cca_reg`` path: index of the value chosen (best validation total correlation);
+    None without a path."""
+
+    @property
+    def cca_reg(self) -> float:
+        """The ridge term of the pair's CCA (the chosen one with a path)."""
+        return float(self.models.cca.reg)
 
     @property
     def alpha(self) -> float:
@@ -67,6 +82,17 @@ class PairResult:
 
     def summary(self) -> dict[str, Any]:
         i = self.alpha_index
+        weighted: dict[str, Any] = {}
+        by_alpha: dict[str, Any] = {}
+        path: dict[str, Any] = {}
+        if self.r2_weighted is not None:
+            weighted = {
+                "r2_weighted": float(self.r2_weighted[:, i].mean()),
+                "r2_weighted_folds": self.r2_weighted[:, i].tolist(),
+            }
+            by_alpha = {"r2_weighted_by_alpha": self.r2_weighted.mean(axis=0).tolist()}
+        if self.cca_reg_index is not None:
+            path = {"cca_reg": self.cca_reg}
         return {
             "source": self.source,
             "target": self.target,
@@ -82,14 +108,19 @@ class PairResult:
                 "mse": float(self.mse[:, i].mean()),
                 "r2_folds": self.r2[:, i].tolist(),
                 "mse_folds": self.mse[:, i].tolist(),
+                **weighted,
             },
             "r2_by_alpha": self.r2.mean(axis=0).tolist(),
+            **by_alpha,
             "procrustes": {
                 "r2": float(self.procrustes_r2.mean()),
                 "mse": float(self.procrustes_mse.mean()),
             },
             "cca": self.models.cca.correlations_.tolist(),
             "cca_validation": np.nanmean(self.cca_correlations, axis=0).tolist(),
+            # The sum over the top k = every canonical component, mean over the splits.
+            "cca_validation_total": float(np.mean(np.nansum(self.cca_correlations, axis=1))),
+            **path,
         }
 
 
@@ -157,6 +188,12 @@ class FitResult:
             **{
                 task.name: [one.summary() for one in self.tasks.get(task.name, [])]
                 for task in registry.TASKS
+                if not task.single
+            },
+            **{  # a task with one result at most: its object, or null
+                task.name: next((one.summary() for one in self.tasks.get(task.name, [])), None)
+                for task in registry.TASKS
+                if task.single
             },
             "timings": self.timings,
             "fingerprint": self.fingerprint,

@@ -44,10 +44,13 @@ BAD_VALUES: dict[str, str | None] = {
     "components": "lots",
     "folds": "1",
     "holdout": "1.5",
+    "split": None,  # a flag: the command line cannot give it a bad value
     "alphas": "1,-2",
     "seed": "-1",
     "solver": "qr",
     "cca_reg": "-1",
+    "scale": None,  # a flag
+    "transfer_classifier": "svm",
     "chunk_rows": "0",
     "sketch_above": "0",
     "sketch_columns": "1",
@@ -60,7 +63,9 @@ BAD_VALUES: dict[str, str | None] = {
     "logistic": None,
     "logistic_c": "0",
     "random_features": "-3",
+    "pls": "-2",
     "rff_gamma": "0",
+    "multiview": "a,a",
 }
 REPEATED = {"pairs", "classify"}
 
@@ -188,6 +193,6 @@ def test_a_bad_apply_value_gets_the_same_message_from_every_source(tmp_path: Any
     )
     assert result.exit_code == 2, result.output
     expected = _problem(str(from_python.value))
-    assert expected.startswith("space: Input should be 'pca' or 'cca'")
+    assert expected.startswith("space: Input should be 'pca', 'cca' or 'multiview'")
     assert _problem(str(from_yaml.value)) == expected
     assert _problem(result.stderr.strip().removeprefix("error: ")) == expected

@@ -5,6 +5,7 @@
       labels              optional (n,) integer classes
       ids                 optional (n,) sample ids (any dtype)
       masks/<name>        optional (n,) bool: modality <name> present in that row
+      split               optional (n,) int8 train/test split: 0 train, 1 test, −1 unused
 
 :func:`open_dataset` checks the layout from metadata alone (no data is read) and returns a
 :class:`Dataset`: the store's arrays, the row blocks every pass uses, and row-aligned Dask
@@ -54,6 +55,9 @@ MODALITIES = "modalities"
 LABELS = "labels"
 IDS = "ids"
 MASKS = "masks"
+SPLIT = "split"
+SPLIT_VALUES = (-1, 0, 1)
+"""The values of ``split``: −1 unused, 0 train, 1 test."""
 # Dask row blocks are grown to about this many bytes (as float64, all modalities side by side)
 # so that per-task overhead stays small next to the arithmetic.
 TARGET_BLOCK_BYTES = 64 * 2**20
@@ -104,6 +108,8 @@ class Dataset:
     """The store's (n,) integer class labels, if the dataset has them."""
     id_array: zarr.Array | None = None
     """The store's (n,) sample ids, if present."""
+    split_array: zarr.Array | None = None
+    """The store's (n,) integer train/test split (0 train, 1 test, −1 unused), if present."""
     storage_options: StorageOptions | None = None
     """fsspec options used to open the store."""
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -185,9 +191,32 @@ class Dataset:
         """The ids in memory, read straight from the store (None without ids)."""
         return None if self.id_array is None else read_rows(self.id_array, IDS, 0, self.n_rows)
 
+    def read_split(self) -> np.ndarray | None:
+        """The split in memory (None without one), checked: values only in {−1, 0, 1}, at
+        least 2 train rows (0) and 1 test row (1); else DataValueError naming ``split``."""
+        if self.split_array is None:
+            return None
+        split = np.asarray(read_rows(self.split_array, SPLIT, 0, self.n_rows))
+        bad = ~np.isin(split, SPLIT_VALUES)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            listing = ", ".join(f"{split[r].item()} at row {r}" for r in rows[:3])
+            more = f" ({rows.size} rows in all)" if rows.size > 3 else ""
+            raise DataValueError(
+                f"{SPLIT}: values must be 0 (train), 1 (test) or -1 (unused), found "
+                f"{listing}{more}: fix the split array."
+            )
+        train, test = int(np.count_nonzero(split == 0)), int(np.count_nonzero(split == 1))
+        if train < 2 or test < 1:
+            raise DataValueError(
+                f"{SPLIT}: {train} train rows (0) and {test} test rows (1); a split needs at "
+                "least 2 train rows and 1 test row: fix the split array."
+            )
+        return split.astype(np.int8)
+
     def stored_arrays(self, names: Sequence[str] | None = None) -> dict[str, zarr.Array]:
         """path -> store array of every array a fit of ``names`` reads (default: all of them):
-        those modalities, their masks, the labels and the ids."""
+        those modalities, their masks, the labels, the ids and the split."""
         names = self.names if names is None else list(names)
         out = {f"{MODALITIES}/{n}": self.arrays.modalities[n] for n in names}
         out |= {f"{MASKS}/{n}": self.arrays.masks[n] for n in names if n in self.arrays.masks}
@@ -195,6 +224,8 @@ class Dataset:
             out[LABELS] = self.label_array
         if self.id_array is not None:
             out[IDS] = self.id_array
+        if self.split_array is not None:
+            out[SPLIT] = self.split_array
         return out
 
     def check_chunks(self, names: Sequence[str] | None = None) -> None:
@@ -352,6 +383,17 @@ def _open_dataset(
         if not isinstance(ids, zarr.Array):
             raise DatasetError(f"{IDS!r} in {text!r} must be an array, not a group.")
         _check_vector(ids, IDS, n, kinds=None, what="")
+    split = members.get(SPLIT)
+    if split is not None:
+        if not isinstance(split, zarr.Array):
+            raise DatasetError(f"{SPLIT!r} in {text!r} must be an array, not a group.")
+        _check_vector(
+            split,
+            SPLIT,
+            n,
+            kinds="iu",
+            what="the split must be integers, 0 train, 1 test, -1 unused: store it as int8",
+        )
     masks: dict[str, zarr.Array] = {}
     if MASKS in members:
         mask_group = members[MASKS]
@@ -387,6 +429,7 @@ def _open_dataset(
         row_chunks=rows,
         label_array=None if labels is None else guard(labels, LABELS),
         id_array=None if ids is None else guard(ids, IDS),
+        split_array=None if split is None else guard(split, SPLIT),
         storage_options=storage_options,
         attrs=dict(group.attrs),
     )
@@ -530,12 +573,14 @@ def write_dataset(
     labels: np.ndarray | None = None,
     ids: np.ndarray | None = None,
     masks: Mapping[str, np.ndarray] | None = None,
+    split: np.ndarray | None = None,
     chunk_rows: int = 10_000,
     attrs: Mapping[str, Any] | None = None,
     storage_options: StorageOptions | None = None,
 ) -> str:
     """Write in-memory arrays as a dataset (for examples and tests); returns the URL.
 
+    ``split`` (0 train, 1 test, −1 unused) is stored as given (int8 recommended).
     Every chunk is written, also one equal to the fill value (see ``WRITE_EVERY_CHUNK``)."""
     group = open_group(url, mode="w", storage_options=storage_options)
     if attrs:
@@ -566,6 +611,8 @@ def write_dataset(
         vector(group, LABELS, labels)
     if ids is not None:
         vector(group, IDS, ids)
+    if split is not None:
+        vector(group, SPLIT, split)
     if masks:
         mask_group = group.create_group(MASKS)
         for name, values in masks.items():

@@ -9,8 +9,8 @@
                                      explained_variance, explained_variance_ratio (component)
         pairs/<source>--<target>/    alphas (alpha); coef (alpha, source_component,
                                      target_component); intercept (alpha, target_component);
-                                     r2, mse (split, alpha); procrustes (source_component,
-                                     target_component); procrustes_r2 (split);
+                                     r2, mse, r2_weighted (split, alpha); procrustes
+                                     (source_component, target_component); procrustes_r2 (split);
                                      cca_correlations, cca_source_weights, ...;
                                      source_*/target_* scaler and PCA of the pair's rows
         classify/<a+b>/              alphas (alpha); classes (class); confusion (split, alpha,
@@ -441,6 +441,7 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
                     "alpha": p.alpha,
                     "rows": p.rows,
                     "rows_dropped": p.rows_dropped,
+                    "cca_reg": p.cca_reg,
                 }
             )
         )
@@ -450,6 +451,8 @@ def _write_body(run: zarr.Group, result: FitResult) -> None:
         write_array(g, "intercept", ms.ridge.intercept_, ["alpha", "target_component"])
         write_array(g, "r2", p.r2, ["split", "alpha"])
         write_array(g, "mse", p.mse, ["split", "alpha"])
+        if p.r2_weighted is not None:
+            write_array(g, "r2_weighted", p.r2_weighted, ["split", "alpha"])
         write_array(g, "procrustes", ms.procrustes.coef_, ["source_component", "target_component"])
         write_array(g, "procrustes_intercept", ms.procrustes.intercept_, ["target_component"])
         write_array(g, "procrustes_r2", p.procrustes_r2, ["split"])

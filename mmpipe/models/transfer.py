@@ -94,17 +94,27 @@ class CCA(Params):
     cross-covariance gives the canonical correlations (descending) and directions.
     """
 
-    def __init__(self, reg: float = 1e-3, n_components: int | None = None) -> None:
+    def __init__(self, reg: float = 0.0, n_components: int | None = None) -> None:
         self.reg = reg
         self.n_components = n_components
 
     def fit_moments(self, joint: Moments, k_source: int) -> CCA:
+        """Raises :class:`SingularCovariance` when ``reg`` is 0 and a side's covariance is
+        singular (textbook CCA is then undefined: a variate of zero variance)."""
         if not (isinstance(self.reg, float | int) and self.reg >= 0):
             raise bad_parameter("reg", "CCA", "a float in the range [0, inf)", self.reg)
         gss, gst, gtt = _blocks(joint, k_source)
         scale = max(joint.n - 1, 1)
         css = gss / scale + self.reg * np.eye(gss.shape[0])
         ctt = gtt / scale + self.reg * np.eye(gtt.shape[0])
+        if self.reg == 0:
+            for side, c in (("source", css), ("target", ctt)):
+                rank = _rank(c)
+                if rank < c.shape[0]:
+                    raise SingularCovariance(
+                        f"the {side} PCA scores' covariance is singular (rank {rank} of "
+                        f"{c.shape[0]})"
+                    )
         ws, wt = _inverse_sqrt(css), _inverse_sqrt(ctt)
         u, s, vt = np.linalg.svd(ws @ (gst / scale) @ wt, full_matrices=False)
         k = s.size if self.n_components is None else min(self.n_components, s.size)
@@ -130,6 +140,24 @@ class CCA(Params):
         )
 
 
+class SingularCovariance(ValueError):
+    """A side's score covariance is singular and CCA has no ridge term (``reg`` = 0)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+SINGULAR_TOLERANCE = 1e-10
+"""Relative to the largest eigenvalue: a covariance with an eigenvalue below it is singular
+for CCA (its whitening would blow up a direction of no variance)."""
+
+
+def _rank(c: np.ndarray) -> int:
+    values = np.linalg.eigvalsh(c)
+    return int(np.sum(values > values.max(initial=0.0) * SINGULAR_TOLERANCE))
+
+
 def _inverse_sqrt(c: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(c)
     floor = values.max(initial=0.0) * c.shape[0] * np.finfo(np.float64).eps
@@ -146,23 +174,47 @@ def regression_metrics(
     arrays computed from the validation rows' statistics alone:
         SS_res_j = (Cᵀ M C)_jj + n (μᵀC − b)_j²  with C = [−W; I].
     """
-    s = validation.m2
-    mean = validation.mean
+    ss_res_all, ss_tot = residual_sums(validation, k_source, coef, intercept)
     n = validation.n
     k_target = validation.dim - k_source
-    ss_tot = np.diag(s)[k_source:]
     r2 = np.empty(coef.shape[0])
     mse = np.empty(coef.shape[0])
-    for i in range(coef.shape[0]):
-        c = np.vstack([-coef[i], np.eye(k_target)])
-        bias = mean @ c - intercept[i]
-        ss_res = np.einsum("dj,de,ej->j", c, s, c) + n * bias**2
-        ss_res = np.clip(ss_res, 0.0, None)
+    for i, ss_res in enumerate(ss_res_all):
         with np.errstate(divide="ignore", invalid="ignore"):
             per_target = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res > 0, 0.0, 1.0))
         r2[i] = per_target.mean()
         mse[i] = ss_res.sum() / (n * k_target)
     return r2, mse
+
+
+def residual_sums(
+    validation: Moments, k_source: int, coef: np.ndarray, intercept: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """SS_res (n_alpha, k_t) of t_t ≈ t_s W + b and SS_tot (k_t,) of the validation rows."""
+    s = validation.m2
+    mean = validation.mean
+    n = validation.n
+    k_target = validation.dim - k_source
+    ss_res_all = np.empty((coef.shape[0], k_target))
+    for i in range(coef.shape[0]):
+        c = np.vstack([-coef[i], np.eye(k_target)])
+        bias = mean @ c - intercept[i]
+        ss_res = np.einsum("dj,de,ej->j", c, s, c) + n * bias**2
+        ss_res_all[i] = np.clip(ss_res, 0.0, None)
+    return ss_res_all, np.diag(s)[k_source:]
+
+
+def weighted_r2(
+    validation: Moments, k_source: int, coef: np.ndarray, intercept: np.ndarray
+) -> np.ndarray:
+    """(n_alpha,) variance-weighted R² over the target components, 1 − ΣSS_res / ΣSS_tot
+    (scikit-learn's ``r2_score(..., multioutput="variance_weighted")``: a component of no
+    validation variance has weight 0)."""
+    ss_res, ss_tot = residual_sums(validation, k_source, coef, intercept)
+    total = ss_tot.sum()
+    if total > 0:
+        return np.asarray(1.0 - ss_res[:, ss_tot > 0].sum(axis=1) / total)
+    return np.where(ss_res.sum(axis=1) > 0, 0.0, 1.0)
 
 
 def canonical_correlations(validation: Moments, k_source: int, model: CCA) -> np.ndarray:

@@ -29,7 +29,10 @@ from mmpipe.stats.rowblocks import RowBlock, map_row_blocks
 if TYPE_CHECKING:
     from mmpipe.fitted import FittedRun
 
-Kind = Literal["pca", "mapped", "mapped_features", "cca", "predictions", "probabilities", "imputed"]
+Kind = Literal[
+    "pca", "mapped", "mapped_features", "cca", "predictions", "probabilities", "imputed",
+    "multiview",
+]
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,16 @@ def compute_block(
             missing = int(rows - imputed.sum())
             out[o.path] = (values, missing)
             out[_mask_path(o.path)] = (imputed, 0)  # a mask has a value in every row
+            continue
+        if o.kind == "multiview":  # from whatever views a row has: NaN with none
+            (views,) = o.args
+            values = np.asarray(
+                run.embed_multiview(
+                    {v: block.values[v] for v in views}, {v: present[v] for v in views}
+                ),
+                dtype=np.float64,
+            )
+            out[o.path] = (values, int(np.isnan(values).any(axis=1).sum()))
             continue
         here, x = rows_of(tuple(o.needs))
         label = o.kind == "predictions"

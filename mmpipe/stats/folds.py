@@ -21,6 +21,8 @@ import numpy as np
 from mmpipe.errors import DataValueError, bad_parameter
 
 Rare = Literal["raise", "note"]
+GIVEN_ROLES = ("train", "test", "unused")
+"""The groups of a given split, in order (values 0, 1 and −1 of the dataset's ``split``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,11 +30,12 @@ class FoldPlan:
     """Which rows train and validate each split."""
 
     kind: str
-    """'kfold' or 'holdout'."""
+    """'kfold', 'holdout' or 'given' (the dataset's own ``split`` array)."""
     assignment: np.ndarray
     """(n,) int8 group of every row."""
     n_groups: int
-    """Number of groups (K for K-fold; 2 for hold-out: 0 validation, 1 training)."""
+    """Number of groups (K for K-fold; 2 for hold-out: 0 validation, 1 training; 3 for a
+    given split: 0 train, 1 test, 2 unused)."""
     splits: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
     """Per split: (training groups, validation groups)."""
     seed: int
@@ -42,6 +45,9 @@ class FoldPlan:
     rare_classes: dict[int, int] = field(default_factory=dict)
     """class -> rows, for the classes too small to appear in every training and validation
     set (only with ``rare="note"``; empty otherwise)."""
+    final_groups: tuple[int, ...] | None = None
+    """The groups whose rows the final models are fitted on: None for all rows (K-fold,
+    hold-out), the train group for a given split (its test and unused rows never train)."""
 
     @property
     def n_splits(self) -> int:
@@ -54,14 +60,19 @@ class FoldPlan:
         return np.isin(self.assignment, self.splits[split][1])
 
     def describe(self) -> dict[str, object]:
-        """JSON-ready summary for results attributes."""
+        """JSON-ready summary for results attributes (a given split: its rows per role)."""
+        sizes = np.bincount(self.assignment, minlength=self.n_groups).tolist()
         return {
             "kind": self.kind,
             "n_splits": self.n_splits,
             "seed": self.seed,
             "stratified": self.stratified,
-            "group_sizes": np.bincount(self.assignment, minlength=self.n_groups).tolist(),
+            "group_sizes": sizes,
         } | (
+            {"rows": dict(zip(GIVEN_ROLES, sizes, strict=True))}
+            if self.kind == "given"
+            else {}
+        ) | (
             {
                 "rare_classes": {str(c): n for c, n in self.rare_classes.items()},
                 "rare_classes_note": "too few rows to appear in every training and validation "
@@ -182,4 +193,41 @@ def holdout_plan(
         )
     return FoldPlan(
         "holdout", assignment, 2, (((1,), (0,)),), seed, labels is not None, rare_classes
+    )
+
+
+def given_plan(
+    split: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+    rare: Rare = "raise",
+) -> FoldPlan:
+    """One split given by the dataset: rows with ``split`` 0 train, 1 test (its validation),
+    −1 are used nowhere. The final models are fitted on the train rows only
+    (``final_groups``). ``seed`` only draws what later steps sample (retrieval's rows).
+    ``split`` was checked when it was read
+    (:meth:`mmpipe.io.dataset.Dataset.read_split`).
+
+    With labels, a class without a train or a test row (among the rows used) raises
+    DataValueError (``rare="raise"``) or is recorded in ``rare_classes`` (``rare="note"``)."""
+    split = np.asarray(split)
+    # Groups: 0 train, 1 test, 2 unused (GIVEN_ROLES); the split's values 0, 1, −1.
+    assignment = np.where(split < 0, 2, split).astype(np.int8)
+    rare_classes: dict[int, int] = {}
+    if labels is not None:
+        used = assignment < 2
+        for cls in np.unique(labels[used]):
+            rows = used & (labels == cls)
+            training = int(np.count_nonzero(rows & (assignment == 0)))
+            if training in (0, int(np.count_nonzero(rows))):
+                rare_classes[cls.item()] = int(np.count_nonzero(rows))
+    if rare_classes and rare == "raise":
+        raise DataValueError(
+            f"split: {_listing(rare_classes)} rows only in training or only in test (split 0 "
+            "or 1), so its scores would mean nothing: give it rows on both sides, or merge or "
+            f"drop {'the class' if len(rare_classes) == 1 else 'them'}."
+        )
+    return FoldPlan(
+        "given", assignment, 3, (((0,), (1,)),), seed, False, rare_classes, final_groups=(0,)
     )

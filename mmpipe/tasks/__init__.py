@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from mmpipe.tasks.base import ScoringRequest, Task, TaskContext
 from mmpipe.tasks.classify import Classify
 from mmpipe.tasks.logistic import Logistic
+from mmpipe.tasks.multiview import Multiview
+from mmpipe.tasks.pls import PLS
 from mmpipe.tasks.random_features import RandomFeatures
 from mmpipe.tasks.retrieval import Retrieval
 from mmpipe.tasks.transfer import Transfer
@@ -26,6 +28,8 @@ TASKS: tuple[Task, ...] = (
     Retrieval(),
     Logistic(),
     RandomFeatures(),
+    PLS(),
+    Multiview(),
 )
 """Every task, in the order of ``FitResult.summary()``."""
 

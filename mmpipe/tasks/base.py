@@ -115,13 +115,14 @@ class TaskContext:
 
     def classifiers(self, features: tuple[str, ...]) -> list[Classifier]:
         """Ridge classifiers from the fused scores of ``features``: one per split, then the
-        final one (all rows). Fitted once per fit."""
+        final one (on the plan's final rows: all rows, or a given split's train rows). Fitted
+        once per fit."""
         if features not in self._classifiers:
             self._classifiers[features] = [
                 classifier.fit_classifier(
                     self.stats, features, groups, self.components, self.config.alphas
                 )
-                for groups in [*self.train_groups, None]
+                for groups in [*self.train_groups, self.prepared.plan.final_groups]
             ]
         return self._classifiers[features]
 
@@ -152,6 +153,9 @@ class Task(ABC):
     own_pass: ClassVar[bool] = False
     """False: it joins the one shared scoring pass (:meth:`score`). True: it runs a pass of its
     own (:meth:`run`) as the step ``<name>_pass``, after the scoring pass."""
+    single: ClassVar[bool] = False
+    """At most one result per fit: the summary holds its ``summary()`` as one object (null
+    when it did not run) instead of a list."""
     is_map: ClassVar[bool] = False
     """A map between modalities (like the pairs): its table is shown right after the pairs'."""
     table_title: ClassVar[str] = ""
@@ -174,6 +178,11 @@ class Task(ABC):
     def modalities(self, config: FitConfig) -> set[str]:
         """Modalities it reads beyond those of the pairs."""
         return set()
+
+    def modalities_of(self, config: FitConfig, names: Sequence[str]) -> set[str]:
+        """Modalities it reads beyond those of the pairs, for a dataset with modalities
+        ``names`` (an option such as ``multiview="all"`` names them through the dataset)."""
+        return self.modalities(config)
 
     def score(self, context: TaskContext) -> ScoringRequest:
         """What it adds to the shared scoring pass (tasks without ``own_pass``)."""

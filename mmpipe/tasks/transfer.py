@@ -10,6 +10,7 @@ statistics); pairs that share a target and its PCAs share it and its own-accurac
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,9 @@ import zarr
 from mmpipe.io.results import pair_key, write_array
 from mmpipe.jsonable import to_json
 from mmpipe.models.classify import classification_metrics
+from mmpipe.models.logistic import LogisticFit, fit_stacked_logistic
 from mmpipe.models.pair import PairModels
+from mmpipe.stats.held import hold_scores
 from mmpipe.stats.scoring import LinearScorer, ScoringResult
 from mmpipe.tables import Summary, arrow, rounded, task_row
 from mmpipe.tasks.base import ScoringRequest, Task, TaskContext
@@ -61,6 +64,22 @@ def transfer_scorer(
     )  # fmt: skip
 
 
+def logistic_transfer_scorer(
+    name: str, pairs: Sequence[PairModels], fit: LogisticFit, map_index: int, source: str,
+    target: str,
+) -> LinearScorer:  # fmt: skip
+    """Scorer of the target's logistic model of each split applied to source rows mapped
+    through W(map_index): logits = ((x − μ_s) B_s W + w0) @ coef + intercept (one "α")."""
+    maps, biases = [], []
+    for s, pair in enumerate(pairs):
+        coef = fit.coef[s][: pair.target_pca.n_components_]  # (k_t, C); padding dropped
+        basis = pair.source_pca.basis_ @ pair.ridge.coef_[map_index] @ coef  # (d_s, C)
+        bias = pair.ridge.intercept_[map_index] @ coef + fit.intercept[s]
+        maps.append(basis)
+        biases.append(bias - pair.source_pca.mean_ @ basis)
+    return LinearScorer(name, (source,), (source, target), np.stack(maps), np.stack(biases), 1)
+
+
 @dataclass(frozen=True, eq=False)
 class TransferResult:
     """The target's classifier applied to source rows mapped through W (source → target)."""
@@ -77,6 +96,10 @@ class TransferResult:
     """(n_splits, n_alpha, C, C) the same classifier on the target's own validation rows."""
     alpha_index: int
     """Chosen by the target's own validation accuracy (never by the transferred one)."""
+    classifier: str = "ridge"
+    """The target's classifier: ridge (α path) or logistic (one C; ``alphas`` holds 1/C)."""
+    C: float | None = None
+    """The logistic model's C (logistic only)."""
 
     @property
     def alpha(self) -> float:
@@ -93,6 +116,7 @@ class TransferResult:
             "map_alpha": self.map_alpha,
             "cv": mean_metrics(moved),
             "target_cv": mean_metrics(own),
+            **({"classifier": self.classifier, "C": self.C} if self.classifier != "ridge" else {}),
         }
 
 
@@ -112,6 +136,8 @@ class Transfer(Task):
         return self.active(config)
 
     def score(self, context: TaskContext) -> ScoringRequest:
+        if context.config.transfer_classifier == "logistic":
+            return self._score_logistic(context)
         scorers: list[LinearScorer] = []
         own_scorers: set[int] = set()
         for pair in context.pairs:
@@ -147,6 +173,67 @@ class Transfer(Task):
 
         return ScoringRequest(collect, scorers)
 
+    def _score_logistic(self, context: TaskContext) -> ScoringRequest:
+        """The target's multinomial logistic model of each split, fitted on the scores of its
+        ridge classifier's PCA (the pair's target PCA of that split, the space W maps into):
+        one held-scores pass and the L-BFGS passes per shared target, before the scoring
+        pass; then one scorer per pair (and one for the target's own rows) in that pass."""
+        config, codes = context.config, context.label_codes
+        ds, plan = context.prepared.dataset, context.prepared.plan
+        if codes is None:
+            return ScoringRequest(lambda scored: [])
+        # Imported here: mmpipe.tasks.logistic imports this task's neighbours.
+        from mmpipe.tasks.logistic import logistic_scorer, stacked_affine
+
+        fits: dict[int, LogisticFit] = {}
+        scorers: list[LinearScorer] = []
+        for pair in context.pairs:
+            key = (pair.source, pair.target)
+            shared, targets = context.target_classifiers(key)
+            if shared not in fits:
+                # hold_scores also trains a model on every row (the last): not used here.
+                offsets, bases = stacked_affine([*targets, targets[-1]])
+                held = hold_scores(ds, plan, [pair.target], codes, offsets, bases)
+                fits[shared] = fit_stacked_logistic(
+                    functools.partial(held.loss_and_gradient, n_classes=context.n_classes),
+                    held.n_models, held.k, context.n_classes, held.n_train,
+                    C=config.logistic_c,
+                )  # fmt: skip
+                scorers.append(
+                    logistic_scorer(
+                        f"transfer:own#{shared}", (pair.target,), offsets[:-1], bases[:-1],
+                        fits[shared],
+                    )
+                )  # fmt: skip
+            scorers.append(
+                logistic_transfer_scorer(
+                    f"transfer:{pair_key(*key)}", context.split_models(key), fits[shared],
+                    pair.alpha_index, *key,
+                )
+            )  # fmt: skip
+
+        def collect(scored: ScoringResult) -> list[Any]:
+            out = []
+            for pair in context.pairs:
+                key = (pair.source, pair.target)
+                shared = context.target_classifiers(key)[0]
+                out.append(
+                    TransferResult(
+                        source=pair.source,
+                        target=pair.target,
+                        alphas=np.array([1.0 / config.logistic_c]),
+                        map_alpha=pair.alpha,
+                        confusion=scored.confusions[f"transfer:{pair_key(*key)}"],
+                        target_confusion=scored.confusions[f"transfer:own#{shared}"],
+                        alpha_index=0,
+                        classifier="logistic",
+                        C=config.logistic_c,
+                    )
+                )
+            return out
+
+        return ScoringRequest(collect, scorers)
+
     def write(self, run: zarr.Group, results: list[TransferResult]) -> None:
         moved = run.create_group(self.name)
         for t in results:
@@ -154,7 +241,7 @@ class Transfer(Task):
             g.attrs.update(
                 to_json(
                     {"source": t.source, "target": t.target, "alpha": t.alpha,
-                     "map_alpha": t.map_alpha}
+                     "map_alpha": t.map_alpha, "classifier": t.classifier, "C": t.C}
                 )
             )  # fmt: skip
             write_array(g, "alphas", t.alphas, ["alpha"])
@@ -165,7 +252,7 @@ class Transfer(Task):
         return [
             (
                 arrow(t),
-                f"{t['alpha']:g}",
+                f"C={t['C']:g}" if t.get("classifier") == "logistic" else f"{t['alpha']:g}",
                 f"{t['cv']['accuracy']:.4f}",
                 f"{t['target_cv']['accuracy']:.4f}",
                 f"{t['cv']['chance']:.4f}",
@@ -183,5 +270,7 @@ class Transfer(Task):
     def line(self, item: Summary) -> str:
         return (
             f"transfer {arrow(item)}: CV accuracy {item['cv']['accuracy']:.4f} "
-            f"(target's own {item['target_cv']['accuracy']:.4f}) at α={item['alpha']:g}"
+            f"(target's own {item['target_cv']['accuracy']:.4f}) at "
+            + (f"C={item['C']:g} (logistic)" if item.get("classifier") == "logistic" else "")
+            + (f"α={item['alpha']:g}" if item.get("classifier") != "logistic" else "")
         )
