@@ -8,7 +8,7 @@ DATA   ?= data
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DO_NOT_TRACK = 1
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup chromium demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The report test renders the HTML report in headless Chromium: Debian's package (as root, or
+# with sudo). Installed when missing; the test fails, never skips, without it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get install -y --no-install-recommends chromium \
+		|| { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }; }
+
 demo: setup
 	$(BIN)/mmpipe example mfeat $(DATA)/mfeat.zarr
 	$(BIN)/mmpipe inspect $(DATA)/mfeat.zarr
@@ -29,7 +37,7 @@ demo: setup
 	$(BIN)/mmpipe runs $(DATA)/mfeat-results.zarr
 
 # pytest exits 5 when it collects no test: that is a failure here, never a pass.
-test: setup
+test: setup chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider; rc=$$?; \

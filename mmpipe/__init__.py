@@ -14,6 +14,7 @@ from mmpipe.errors import MmpipeError
 if TYPE_CHECKING:
     from mmpipe.applying import apply
     from mmpipe.fitted import FittedRun
+    from mmpipe.htmlreport import report_run
     from mmpipe.io.dataset import Dataset, open_dataset, write_dataset
     from mmpipe.io.runs import list_runs, read_run
     from mmpipe.loading import open_run
@@ -38,6 +39,7 @@ _LAZY = {
     "write_dataset": "mmpipe.io.dataset",
     "list_runs": "mmpipe.io.runs",
     "read_run": "mmpipe.io.runs",
+    "report_run": "mmpipe.htmlreport",
 }
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "open_dataset",
     "open_run",
     "read_run",
+    "report_run",
     "write_dataset",
 ]
 

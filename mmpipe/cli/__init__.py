@@ -4,7 +4,7 @@ app.py holds the application and its error handling, options.py the flags derive
 option models, data.py and fitting.py the commands.
 """
 
-from mmpipe.cli import apply, data, fitting  # noqa: F401  (registers the commands)
+from mmpipe.cli import apply, data, fitting, report  # noqa: F401  (registers the commands)
 from mmpipe.cli.app import app, debugging, main
 from mmpipe.cli.fitting import orchestrator
 
