@@ -160,7 +160,11 @@ def _png(fig: Figure, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _figure(panels: int, width: float = 3.6, height: float = 2.8) -> tuple[Figure, list[Any]]:
+def _figure(
+    panels: int, width: float = 3.6, height: float = 2.8, right: float = 0.25
+) -> tuple[Figure, list[Any]]:
+    """A grid of ``panels`` axes, three a row, each ``width`` × ``height`` inches; ``right``
+    inches to the right of each (a colorbar's labels need more)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -172,8 +176,8 @@ def _figure(panels: int, width: float = 3.6, height: float = 2.8) -> tuple[Figur
     # Fixed margins in inches (a layout engine would draw every figure once more).
     w, h = width * cols, height * rows
     fig.subplots_adjust(
-        left=0.8 / w, right=1 - 0.25 / w, bottom=0.75 / h, top=1 - 0.4 / h,
-        wspace=1.05 / (width - 1.05), hspace=1.15 / (height - 1.15),
+        left=0.8 / w, right=1 - right / w, bottom=0.75 / h, top=1 - 0.4 / h,
+        wspace=(0.8 + right) / (width - 0.8 - right), hspace=1.15 / (height - 1.15),
     )  # fmt: skip
     flat = list(axes.ravel())
     for ax in flat[panels:]:
@@ -296,7 +300,7 @@ def _heatmaps(summary: Mapping[str, Any]) -> str:
               for r in retrieval})
         )  # fmt: skip
     n = len(names)
-    fig, axes = _figure(len(grids), 0.9 * n + 2.6, 0.8 * n + 1.6)
+    fig, axes = _figure(len(grids), 0.9 * n + 2.6, 0.8 * n + 1.6, right=0.9)
     for ax, (title, values) in zip(axes, grids, strict=True):
         grid = np.full((n, n), np.nan)
         for (s, t), v in values.items():
@@ -465,6 +469,7 @@ def _canonical(run: zarr.Group, summary: Mapping[str, Any]) -> str:
             ax.plot(x, mean, marker="s", ms=3, label="validation (mean)")
             ax.fill_between(x, np.nanmin(folds, axis=0), np.nanmax(folds, axis=0), alpha=0.2,
                             label="validation (min–max)")  # fmt: skip
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("canonical component")
         ax.set_ylabel("correlation")
         lowest = float(np.nanmin(folds)) if folds is not None and folds.size else 0.0
@@ -508,6 +513,7 @@ def _multiview(run: zarr.Group, summary: Mapping[str, Any]) -> str:
         ax.plot(x, validation.mean(axis=0), marker="s", ms=3, label="validation (mean)")
         ax.fill_between(x, validation.min(axis=0), validation.max(axis=0), alpha=0.2,
                         label="validation (min–max)")  # fmt: skip
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("component")
     ax.set_ylabel("eigenvalue")
     ax.grid(alpha=0.3)

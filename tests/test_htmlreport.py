@@ -164,10 +164,15 @@ def test_report_location_is_beside_a_local_store() -> None:
     assert report_location("s3://bucket/r.zarr", "RUN") is None
 
 
-def chromium(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def chromium_path() -> str:
     exe = shutil.which("chromium")
     if exe is None:  # never a skip: CI installs it (make test, .ci/run)
         pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    return exe
+
+
+def chromium(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    exe = chromium_path()
     env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     command = [
         exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -188,6 +193,7 @@ def mmpipe_cli(*args: str) -> str:
 
 @pytest.mark.slow
 def test_chromium_renders_the_report_with_the_stores_numbers(tmp_path: Path) -> None:
+    chromium_path()  # fails at once without it
     data, results, out = tmp_path / "d.zarr", tmp_path / "res.zarr", tmp_path / "report"
     mmpipe_cli("synth", str(data), "--rows", "900", "-m", "image=12", "-m", "text=8",
                "-m", "audio=6", "--classes", "3", "--chunk-rows", "300")  # fmt: skip
