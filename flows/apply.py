@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.pipeline import COMPUTE, STORAGE, quiet_dask_logs
+from flows.pipeline import COMPUTE, STORAGE, quiet_dask_logs, with_overrides
 from mmpipe.applying import apply
 from mmpipe.cluster import choose, dask_client
 from mmpipe.config import ApplyConfig
@@ -64,8 +64,11 @@ def publish_artifact(summary: dict[str, Any]) -> None:
 
 
 @flow(name="mmpipe-apply", log_prints=False, validate_parameters=True)
-def mmpipe_apply(config: ApplyConfig) -> dict[str, Any]:
-    """Apply a fitted run (the latest complete one unless run_id is set) to a dataset."""
+def mmpipe_apply(config: ApplyConfig, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply a fitted run (the latest complete one unless run_id is set) to a dataset.
+
+    ``overrides`` are merged over ``config``, the deployment's (see ``with_overrides``)."""
+    config = with_overrides(config, overrides)
     logger = get_run_logger()
     quiet_dask_logs()
     out = config.out_at(datetime.now(UTC))

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -166,13 +167,45 @@ def quiet_dask_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+_Config = TypeVar("_Config", RunConfig, ApplyConfig)
+
+
+def with_overrides(config: _Config, overrides: Mapping[str, Any] | None) -> _Config:
+    """A deployment's ``config`` with a run's ``overrides`` on top, validated again.
+
+    Prefect replaces a deployment's parameters one by one, so a run given ``config`` loses
+    the deployment's whole config; a run gives ``overrides`` instead: its keys replace those of
+    the config, a mapping (``cluster``) merges key by key, and a dotted key
+    (``cluster.workers``) reaches inside, as ``mmpipe run --set`` does. Lists replace."""
+    if not overrides:
+        return config
+    data = config.model_dump(mode="json", exclude_unset=True)
+
+    def merge(target: dict[str, Any], key: str, value: Any) -> None:
+        *parents, last = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        if isinstance(value, Mapping) and isinstance(target.get(last), dict):
+            for inner, item in value.items():
+                merge(target[last], inner, item)
+        else:
+            target[last] = value
+
+    for key, value in overrides.items():
+        merge(data, key, value)
+    return type(config).parse(data, "run config with the run's overrides")
+
+
 CLUSTER_ATTEMPTS = 2
 """Times the flow runs its passes, each on a new client, when the cluster fails under them."""
 
 
 @flow(name="mmpipe-fit", log_prints=False, validate_parameters=True)
-def mmpipe_fit(config: RunConfig) -> dict[str, Any]:
-    """Fit scalers, PCA and transfer maps for every pair with cross-validation."""
+def mmpipe_fit(config: RunConfig, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit scalers, PCA and transfer maps for every pair with cross-validation.
+
+    ``overrides`` (e.g. ``{"folds": 3}``) are merged over ``config``, the deployment's."""
+    config = with_overrides(config, overrides)
     logger = get_run_logger()
     quiet_dask_logs()
     start = time.perf_counter()

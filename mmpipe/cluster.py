@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from mmpipe.errors import ClusterError, bad_parameter
+from mmpipe.errors import ClusterError, ConfigError
 from mmpipe.options import Flag, Options
 
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
@@ -128,10 +128,10 @@ def choose(spec: ClusterSpec | None = None, input_bytes: int | None = None) -> C
         small = input_bytes is not None and input_bytes < SMALL_INPUT_BYTES
         return spec.model_copy(update={"in_process": small and not named})
     if spec.in_process and named:
-        raise bad_parameter(
-            "in_process", "ClusterSpec", "False when an address, scheduler file or worker "
-            "count names a cluster", spec.in_process,
-        )  # fmt: skip
+        raise ConfigError(
+            "cluster.in_process: true runs on threads in this process, so it cannot be "
+            "combined with an address, a scheduler file or a worker count; give one of them."
+        )
     return spec
 
 
@@ -297,6 +297,10 @@ def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
             memory_limit=spec.memory_limit,
             dashboard_address=None,  # mmpipe's own clusters serve no dashboard
             host="127.0.0.1",
+            # Without a dashboard the scheduler still serves its HTTP routes (health,
+            # metrics), on port 8787 by default: "Port 8787 is already in use" whenever
+            # another Dask runs here. Any free loopback port will do.
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
         )
 
 

@@ -384,7 +384,9 @@ class FitConfig(Options):
         "--no-scale only centers them.",
     )
     folds: Annotated[int, Field(ge=2, le=127)] = Field(
-        5, description="K of K-fold cross-validation (unused with holdout)."
+        5,
+        description="K of K-fold cross-validation, 2 to 127 (each row's fold number is "
+        "stored as an int8); an error together with holdout, unused with split.",
     )
     holdout: Annotated[float, Field(gt=0, lt=1)] | None = Field(
         None, description="Hold out this fraction of rows for validation instead of K-fold."
@@ -507,6 +509,15 @@ class FitConfig(Options):
         if self.split and self.holdout is not None:
             raise ValueError(
                 "split and holdout both choose the validation rows: give one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _folds_or_holdout(self) -> Self:
+        if self.holdout is not None and "folds" in self.model_fields_set:
+            raise ValueError(
+                "folds and holdout both choose the validation rows: give one of them "
+                "(holdout validates on one held-out fraction, folds on K folds)"
             )
         return self
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from mmpipe import tasks
 from mmpipe.defaults import DEFAULT_COMPONENTS
-from mmpipe.errors import ConfigError, bad_parameter
+from mmpipe.errors import ConfigError
 from mmpipe.io.dataset import Dataset, check_folds, open_dataset
 from mmpipe.io.locations import check_results_location
 from mmpipe.io.results import check_writable
@@ -60,7 +60,10 @@ def components_for(config: FitConfig, name: str, width: int) -> int | float | No
         spec = spec[name]
     if isinstance(spec, int) and not isinstance(spec, bool):
         if spec < 1:
-            raise bad_parameter("components", "fit", "an int >= 1, a float in (0, 1) or None", spec)
+            raise ConfigError(
+                f"components for {name!r} must be a count >= 1, a variance fraction in (0, 1) "
+                f"or 'all'; got {spec!r}."
+            )
         return min(spec, width)
     return spec
 

@@ -32,11 +32,55 @@ def _splits(n: int) -> str:
     return f"{n} split{'s' if n > 1 else ''}"
 
 
+EDGE_MARK = "*"
+"""Marks an α chosen at the smallest or largest value of the grid (its best may lie beyond)."""
+
+LEGEND: dict[str, str] = {
+    "k": "PCA components source→target",
+    "α": f"ridge penalty chosen by CV ({EDGE_MARK} at the edge of the α grid: widen it)",
+    "CV R²": "R² of the ridge map on validation rows, mean ± sd over splits "
+    "(1 perfect, 0 = predicting the mean)",
+    "CV R² (weighted)": "the same, columns weighted by their variance",
+    "CV MSE": "mean squared error of the map on validation rows",
+    "Procrustes R²": "R² of the best orthogonal map (a rotation, no scaling): very negative "
+    "when the two spaces differ in scale",
+    "CCA ρ₁ (val)": "first canonical correlation on validation rows",
+}
+"""What each column heading of the pairs table means (the legend under it)."""
+
+
+PAIR_COLUMNS = (
+    "source → target",
+    "rows",
+    "k",
+    "α",
+    "CV R²",
+    "CV R² (weighted)",
+    "CV MSE",
+    "Procrustes R²",
+    "CCA ρ₁ (val)",
+)
+
+
+def legend(table: Table) -> str:
+    """The line under the pairs table explaining its metrics ('' for other tables)."""
+    if table.columns != PAIR_COLUMNS:
+        return ""
+    return "; ".join(f"{c}: {LEGEND[c]}" for c in table.columns if c in LEGEND)
+
+
+def alpha_cell(alpha: float, grid: Sequence[float] | None) -> str:
+    """α as shown, with :data:`EDGE_MARK` when it is the smallest or largest of the grid."""
+    edge = bool(grid) and len(grid or ()) > 1 and alpha in (min(grid or ()), max(grid or ()))
+    return f"{alpha:g}{EDGE_MARK if edge else ''}"
+
+
 def pairs_table(summary: Summary) -> Table:
     """Every pair: rows, components, chosen α, CV R² (mean ± sd over splits), its
     variance-weighted form, CV MSE, the
     orthogonal map's R² and the first canonical correlation on validation rows."""
     plan = summary["plan"]
+    grid = (summary.get("config") or {}).get("alphas")
     rows = []
     for p in summary["pairs"]:
         r2 = np.asarray(p["cv"]["r2_folds"], dtype=np.float64)
@@ -46,7 +90,7 @@ def pairs_table(summary: Summary) -> Table:
                 arrow(p),
                 str(p["rows"]),
                 "{}→{}".format(*p["components"]),
-                f"{p['alpha']:g}",
+                alpha_cell(p["alpha"], grid),
                 f"{p['cv']['r2']:.4f} ± {r2.std():.4f}",
                 f"{p['cv']['r2_weighted']:.4f}" if "r2_weighted" in p["cv"] else "-",
                 f"{p['cv']['mse']:.4g}",
@@ -70,17 +114,7 @@ def pairs_table(summary: Summary) -> Table:
     return Table(
         title=f"{summary['dataset']}: {summary['rows']} rows, {plan['kind']} "
         f"({_splits(plan['n_splits'])})",
-        columns=(
-            "source → target",
-            "rows",
-            "k",
-            "α",
-            "CV R²",
-            "CV R² (weighted)",
-            "CV MSE",
-            "Procrustes R²",
-            "CCA ρ₁ (val)",
-        ),
+        columns=PAIR_COLUMNS,
         rows=tuple(rows),
         notes=tuple(notes),
     )
@@ -131,21 +165,49 @@ def run_line(summary: Summary, unwritten: str = "no results location") -> str:
 # Renderers ---------------------------------------------------------------------------------
 
 
+def _column_width(table: Table, index: int) -> int:
+    from rich.cells import cell_len
+
+    return max(cell_len(text) for text in (table.columns[index], *(r[index] for r in table.rows)))
+
+
+def column_groups(table: Table, width: int) -> list[list[int]]:
+    """The columns of ``table`` split into groups that each fit ``width`` terminal columns
+    (rich's box: 3 per column plus 1), the first column (the row's name) repeated in every
+    group; one group when the whole table fits."""
+    widths = [_column_width(table, i) for i in range(len(table.columns))]
+    groups: list[list[int]] = []
+    for i in range(1, len(widths)):
+        if groups and sum(widths[j] + 3 for j in groups[-1]) + widths[i] + 3 + 1 <= width:
+            groups[-1].append(i)
+        else:
+            groups.append([0, i])
+    return groups or [[0]]
+
+
 def render_rich(tables: Sequence[Table], console: Console) -> None:
-    """Print the tables on a rich console, numbers right-aligned, notes under their table."""
+    """Print the tables on a rich console, numbers right-aligned, notes and the legend under
+    their table. A table wider than the console is shown as several narrower ones (the
+    row's name in each); a cell that still does not fit folds onto a second line, so no
+    heading or number is ever cut."""
     from rich.table import Table as RichTable
     from rich.text import Text
 
     # Text, not str: a name like "[red]" is a modality, not rich markup.
     for table in tables:
-        out = RichTable(title=Text(table.title, style="italic"))
-        for column in table.columns:
-            out.add_column(Text(column), justify="right")
-        for row in table.rows:
-            out.add_row(*(Text(cell) for cell in row))
-        console.print(out)
+        groups = column_groups(table, console.width)
+        for part, columns in enumerate(groups):
+            title = table.title if part == 0 else f"{table.title} (continued)"
+            out = RichTable(title=Text(title, style="italic"))
+            for i in columns:
+                out.add_column(Text(table.columns[i]), justify="right", overflow="fold")
+            for row in table.rows:
+                out.add_row(*(Text(row[i]) for i in columns))
+            console.print(out)
         for note in table.notes:
             console.print(note, style="dim", markup=False, highlight=False)
+        if key := legend(table):
+            console.print(key, style="dim", markup=False, highlight=False)
 
 
 def _cell(text: str) -> str:
@@ -161,6 +223,8 @@ def markdown(tables: Sequence[Table], lead: str = "") -> str:
         lines.append("|" + "---:|" * len(table.columns))
         lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
         lines += [f"\n_{_cell(note)}_" for note in table.notes]
+        if key := legend(table):
+            lines.append(f"\n_{_cell(key)}_")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 

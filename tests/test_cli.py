@@ -82,7 +82,7 @@ def test_fit_json_contract(small_store: str, small_views: Views, tmp_path: Path)
         (["--folds", "1"], "folds: Input should be greater than or equal to 2 (got 1)"),
         (["--solver", "qr"], "solver: Input should be 'normal' or 'tsqr'"),
         (["--precision", "float16"], "precision: Input should be 'float64' or 'float32'"),
-        (["--in-process", "--workers", "2"], "'in_process' parameter"),
+        (["--in-process", "--workers", "2"], "cluster.in_process: true"),
     ],
 )
 def test_fit_bad_input_exits_2(small_store: str, args: list[str], message: str) -> None:

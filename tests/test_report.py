@@ -64,7 +64,7 @@ def pair_cells(p: Any) -> tuple[str, ...]:
         f"{p.source} → {p.target}",
         str(p.rows),
         f"{p.models.source_pca.n_components_}→{p.models.target_pca.n_components_}",
-        f"{p.alphas[i]:g}",
+        f"{p.alphas[i]:g}" + ("*" if p.alphas[i] in (min(p.alphas), max(p.alphas)) else ""),
         f"{np.mean(r2):.4f} ± {np.std(r2):.4f}",
         f"{np.mean(p.r2_weighted[:, i]):.4f}",
         f"{np.mean(p.mse[:, i]):.4g}",

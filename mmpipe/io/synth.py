@@ -24,7 +24,7 @@ import zarr
 from dask.delayed import delayed
 
 from mmpipe.cluster import compute_pass
-from mmpipe.errors import bad_parameter
+from mmpipe.errors import ConfigError
 from mmpipe.io.dataset import (
     IDS,
     LABELS,
@@ -33,6 +33,7 @@ from mmpipe.io.dataset import (
     WRITE_EVERY_CHUNK,
     _regular_chunks,
 )
+from mmpipe.io.output import check_new_dataset, dataset_mark
 from mmpipe.io.storage import MODALITY_COMPRESSORS, StorageOptions, open_group
 
 GENERATION_BLOCK = 1024
@@ -63,35 +64,37 @@ class SynthSpec:
     """Rows per storage chunk."""
 
     def validate(self) -> None:
+        def bad(name: str, owner: str, allowed: str, got: object) -> ConfigError:
+            flag = "--" + name.replace("_", "-")
+            return ConfigError(f"synth {flag} must be {allowed}; got {got!r}.")
+
         owner = "synth"
         if not isinstance(self.rows, int) or self.rows < 1:
-            raise bad_parameter("rows", owner, "an int >= 1", self.rows)
+            raise bad("rows", owner, "an int >= 1", self.rows)
         if len(self.modalities) < 2:
-            raise bad_parameter(
+            raise bad(
                 "modality", owner, "given at least twice (NAME=COLUMNS)", list(self.modalities)
             )
         for name, width in self.modalities.items():
             if not name or "/" in name or not isinstance(width, int) or width < 1:
-                raise bad_parameter(
+                raise bad(
                     "modality",
                     owner,
                     "NAME=COLUMNS with a name without '/' and COLUMNS >= 1",
                     f"{name}={width}",
                 )
         if self.classes < 0 or self.classes == 1:
-            raise bad_parameter("classes", owner, "0 (no labels) or an int >= 2", self.classes)
+            raise bad("classes", owner, "0 (no labels) or an int >= 2", self.classes)
         if self.latent_dim < 1:
-            raise bad_parameter("latent_dim", owner, "an int >= 1", self.latent_dim)
+            raise bad("latent_dim", owner, "an int >= 1", self.latent_dim)
         if self.noise < 0:
-            raise bad_parameter("noise", owner, "a float >= 0", self.noise)
+            raise bad("noise", owner, "a float >= 0", self.noise)
         if not 0.0 <= self.missing_fraction < 1.0:
-            raise bad_parameter(
-                "missing_fraction", owner, "a float in [0, 1)", self.missing_fraction
-            )
+            raise bad("missing_fraction", owner, "a float in [0, 1)", self.missing_fraction)
         if self.chunk_rows < 1:
-            raise bad_parameter("chunk_rows", owner, "an int >= 1", self.chunk_rows)
+            raise bad("chunk_rows", owner, "an int >= 1", self.chunk_rows)
         if np.dtype(self.dtype).kind != "f":
-            raise bad_parameter("dtype", owner, "'float32' or 'float64'", self.dtype)
+            raise bad("dtype", owner, "'float32' or 'float64'", self.dtype)
 
 
 def _rng(spec: SynthSpec, *path: int) -> np.random.Generator:
@@ -189,8 +192,12 @@ def synthesize(
     spec: SynthSpec,
     *,
     storage_options: StorageOptions | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Write a synthetic dataset to ``out`` (local path or fsspec URL); returns ``out``.
+
+    An existing non-empty ``out`` is refused unless ``overwrite``, and then only when it is a
+    dataset mmpipe wrote (:func:`mmpipe.io.output.check_new_dataset`): nothing else is deleted.
 
     Chunks are generated and written in parallel on the run's client
     (:func:`mmpipe.cluster.current_client`) or threads; nothing larger than a chunk is held
@@ -198,9 +205,11 @@ def synthesize(
     """
     spec.validate()
     truth = ground_truth(spec)
+    check_new_dataset(out, overwrite=overwrite, storage_options=storage_options)
     group = open_group(out, mode="w", storage_options=storage_options)
     group.attrs.update(
         {
+            **dataset_mark(),
             "mmpipe_synth": {
                 "rows": spec.rows,
                 "modalities": spec.modalities,
@@ -212,7 +221,7 @@ def synthesize(
                 "dtype": spec.dtype,
                 "model": "x_m = z @ truth/loadings/<m> + noise * N(0, I); z ~ N(0, I_latent); "
                 "label = argmax(z @ truth/class_weights)",
-            }
+            },
         }
     )
     for key, value in truth.items():

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from mmpipe.errors import DataValueError, bad_parameter
+from mmpipe.errors import ConfigError, DataValueError
 
 Rare = Literal["raise", "note"]
 GIVEN_ROLES = ("train", "test", "unused")
@@ -127,10 +127,12 @@ def kfold_plan(
 
     A class with fewer than ``k`` rows raises DataValueError (``rare="raise"``) or is recorded
     in ``rare_classes`` (``rare="note"``)."""
-    if not isinstance(k, int | np.integer) or k < 2:
-        raise bad_parameter("folds", "kfold_plan", "an int in the range [2, 127]", k)
-    if k > 127:
-        raise bad_parameter("folds", "kfold_plan", "an int in the range [2, 127]", k)
+    if not isinstance(k, int | np.integer) or not 2 <= k <= 127:
+        # FitConfig refuses these first; this guards direct calls, in the same words.
+        raise ConfigError(
+            f"folds must be an int from 2 to 127 (each row's fold number is stored as an "
+            f"int8); got {k!r}."
+        )
     rare_classes = {} if labels is None else _too_few(labels, k)
     if rare_classes and rare == "raise":
         smallest = min(rare_classes.values())
@@ -159,7 +161,7 @@ def holdout_plan(
     A class whose rows all land on one side raises DataValueError (``rare="raise"``) or is
     recorded in ``rare_classes`` (``rare="note"``)."""
     if not 0.0 < float(fraction) < 1.0:
-        raise bad_parameter("holdout", "holdout_plan", "a float in the range (0, 1)", fraction)
+        raise ConfigError(f"holdout must be a fraction of the rows in (0, 1); got {fraction!r}.")
     rng = np.random.default_rng(seed)
     # Rank every row in (0, 1) by a seeded shuffle, class by class; the lowest ranks validate.
     rank = np.empty(n)
@@ -172,11 +174,9 @@ def holdout_plan(
         rank[rows[rng.permutation(rows.size)]] = (np.arange(rows.size) + 0.5) / rows.size
     assignment = np.where(rank < fraction, 0, 1).astype(np.int8)
     if assignment.min() == assignment.max():
-        raise bad_parameter(
-            "holdout",
-            "holdout_plan",
-            f"a fraction that leaves rows on both sides for n={n}",
-            fraction,
+        raise ConfigError(
+            f"holdout {fraction!r} of {n} rows leaves no rows on one side: choose a fraction "
+            "that keeps rows both to fit and to validate."
         )
     rare_classes: dict[int, int] = {}
     if labels is not None:

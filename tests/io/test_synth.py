@@ -121,11 +121,11 @@ def test_fit_recovers_the_truth(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"rows": 0}, "'rows' parameter"),
-        ({"modalities": {"a": 3}}, "'modality' parameter"),
-        ({"classes": 1}, "'classes' parameter"),
-        ({"missing_fraction": 1.0}, "'missing_fraction' parameter"),
-        ({"dtype": "int32"}, "'dtype' parameter"),
+        ({"rows": 0}, "synth --rows must be"),
+        ({"modalities": {"a": 3}}, "synth --modality must be"),
+        ({"classes": 1}, "synth --classes must be"),
+        ({"missing_fraction": 1.0}, "synth --missing-fraction must be"),
+        ({"dtype": "int32"}, "synth --dtype must be"),
     ],
 )
 def test_bad_spec(tmp_path: Path, kw: dict[str, object], message: str) -> None:

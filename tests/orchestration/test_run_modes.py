@@ -87,7 +87,10 @@ def test_scheduled_deployment_runs_on_a_process_worker(
     assert nightly["parameters"]["config"]["flow"] == "apply"
 
     out = tmp_path / "scheduled.zarr"
-    params = {"config": {"dataset": small_store, "results": str(out), **SETTINGS}}
+    # Overrides merge over the deployment's config: its alphas and cluster stay.
+    deployed = deployment["parameters"]["config"]
+    given = {"pairs": PAIRS, "components": 3, "folds": 3}
+    params = {"overrides": {"dataset": small_store, "results": str(out), **given}}
     created = prefect_api.run(
         prefect, "deployment", "run", "mmpipe-fit/mfeat-weekly", "--params", json.dumps(params)
     )
@@ -105,7 +108,13 @@ def test_scheduled_deployment_runs_on_a_process_worker(
     runs = list_runs(out)
     assert [r["status"] for r in runs] == ["complete"]
     run = mmpipe.read_run(out)
-    ref = reference(small_store)
+    stored = dict(run.attrs)["config"]
+    assert stored["folds"] == 3
+    assert stored["components"] == 3
+    assert stored["alphas"] == deployed["alphas"] == [0.1, 1, 10, 100, 1000]
+    ref: dict[str, Any] = mmpipe.fit(
+        small_store, pairs=PAIRS, components=3, folds=3, alphas=tuple(deployed["alphas"])
+    ).summary()
     for pair in ref["pairs"]:
         group = run[f"pairs/{pair['source']}--{pair['target']}"]
         assert group.attrs["alpha"] == pair["alpha"]  # type: ignore[union-attr]

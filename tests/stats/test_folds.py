@@ -44,13 +44,13 @@ def test_holdout_fraction_per_class() -> None:
 
 @pytest.mark.parametrize("k", [1, 0, 200])
 def test_bad_folds(k: int) -> None:
-    with pytest.raises(ConfigError, match="'folds' parameter of kfold_plan must be an int"):
+    with pytest.raises(ConfigError, match="folds must be an int from 2 to 127"):
         kfold_plan(500, k)
 
 
 @pytest.mark.parametrize("frac", [0.0, 1.0, -0.1, 1.5])
 def test_bad_holdout(frac: float) -> None:
-    with pytest.raises(ConfigError, match="'holdout' parameter"):
+    with pytest.raises(ConfigError, match="holdout must be a fraction"):
         holdout_plan(100, frac)
 
 
