@@ -8,12 +8,13 @@ one, and its size decides whether a cluster is worth starting (as in the fit flo
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.pipeline import COMPUTE, STORAGE, quiet_dask_logs, with_overrides
+from flows.pipeline import COMPUTE, STORAGE, quiet_dask_logs, with_overrides, write_report
 from mmpipe.applying import apply
 from mmpipe.cluster import choose, dask_client
 from mmpipe.config import ApplyConfig
@@ -42,14 +43,15 @@ def apply_pass(config: ApplyConfig, out: str, client: Any) -> dict[str, Any]:
     return summary
 
 
-def publish_artifact(summary: dict[str, Any]) -> None:
-    """What the apply wrote, and where, as a Markdown artifact."""
+def publish_artifact(summary: dict[str, Any], html: str | None = None) -> None:
+    """What the apply wrote, and where (and the fitted run's HTML report), as Markdown."""
     lines = [
         f"# mmpipe apply: run {summary.get('run_id')}",
         "",
         f"Outputs in `{summary.get('out')}` from `{summary.get('dataset')}` "
         f"({summary.get('rows')} rows), models of `{summary.get('results')}`.",
         "",
+        *([f"The fitted run's report: [{html}]({Path(html).as_uri()})", ""] if html else []),
         "| output | shape | rows without a value |",
         "|---|---|---|",
     ]
@@ -78,5 +80,6 @@ def mmpipe_apply(config: ApplyConfig, overrides: dict[str, Any] | None = None) -
     with dask_client(spec) as client:
         summary = apply_pass(config, out, client)
     logger.info("Applied run %s; outputs written to %s", summary.get("run_id"), out)
-    publish_artifact(summary)
+    html = write_report(config.results, str(summary["run_id"]), config.storage_options)
+    publish_artifact(summary, html)
     return summary

@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
@@ -28,6 +29,7 @@ from mmpipe import report
 from mmpipe.cluster import choose, dask_client, using
 from mmpipe.config import ApplyConfig, RunConfig
 from mmpipe.errors import ClusterError, MmpipeError, RunInterrupted
+from mmpipe.htmlreport import report_location, report_run
 from mmpipe.io.results import RunWriter, new_run_id
 from mmpipe.prepare import Prepared, prepare
 from mmpipe.result import FitResult
@@ -132,11 +134,32 @@ def write_results(result: FitResult, writer: RunWriter) -> FitResult:
     return written
 
 
-def publish_artifact(result: FitResult) -> None:
+@task(name="write-report", tags=["mmpipe", "storage"], cache_policy=NO_CACHE, persist_result=False)
+def write_report(results: str, run_id: str, storage_options: dict[str, Any]) -> str | None:
+    """The run's HTML report beside a local results store (``<results>.reports/<run_id>/``);
+    none beside a remote one. A report that fails is logged: the run stays complete."""
+    logger = get_run_logger()
+    where = report_location(results, run_id)
+    if where is None:
+        logger.info("No HTML report beside remote results %s: `mmpipe report` writes one", results)
+        return None
+    if (where / "index.html").exists():  # a complete run never changes (apply links it again)
+        return str(where / "index.html")
+    try:
+        path = report_run(results, where, run_id=run_id, storage_options=storage_options)
+    except Exception as exc:
+        logger.warning("The HTML report of run %s was not written: %s", run_id, exc)
+        return None
+    logger.info("Report written to %s", path)
+    return str(path)
+
+
+def publish_artifact(result: FitResult, html: str | None = None) -> None:
     """The fit's tables as Prefect artifacts: pairs and tasks as tables, everything as Markdown
-    with where the results went."""
+    with where the results went (and the HTML report, when written)."""
     summary = result.summary()
     where = report.where(summary)
+    link = f"- report: [{html}]({Path(html).as_uri()})\n" if html else ""
     create_table_artifact(
         key="mmpipe-fit-pairs",
         table=report.pair_rows(summary),
@@ -151,7 +174,9 @@ def publish_artifact(result: FitResult) -> None:
         )
     create_markdown_artifact(
         key="mmpipe-fit-results",
-        markdown=report.markdown(report.tables(summary), lead=report.markdown_heading(summary)),
+        markdown=report.markdown(
+            report.tables(summary), lead=report.markdown_heading(summary) + link
+        ),
         description="Where the results of this run were written, and its tables",
     )
 
@@ -240,7 +265,10 @@ def mmpipe_fit(config: RunConfig, overrides: dict[str, Any] | None = None) -> di
     finally:
         if writer is not None:
             writer.close()
-    publish_artifact(result)
+    html = None
+    if config.results is not None and result.run_id is not None:
+        html = write_report(config.results, result.run_id, config.storage_options)
+    publish_artifact(result, html)
     summary: dict[str, Any] = result.summary()
     return summary
 

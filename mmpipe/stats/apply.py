@@ -226,5 +226,5 @@ def apply_pass(
         _apply_block,
         shared=(ds.id_array, run, plan, dict(targets)),
     )
-    counts: dict[str, int] = compute_pass(delayed(_total)(parts))
+    counts: dict[str, int] = compute_pass(delayed(_total)(parts), "apply", rows=ds.n_rows)
     return counts

@@ -271,7 +271,7 @@ def compute_statistics(
     codes = None if labels is None else np.searchsorted(classes, labels)  # type: ignore[arg-type]
     n_classes = 0 if classes is None else classes.size
     graph = statistics_graph(ds, plan, names, codes, n_classes, precision=precision)
-    result: BlockResult = compute_pass(graph)
+    result: BlockResult = compute_pass(graph, "statistics", rows=ds.n_rows)
     layout = Layout(
         tuple(names),
         tuple(ds.widths[n] for n in names),

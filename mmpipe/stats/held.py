@@ -60,7 +60,7 @@ class HeldScores:
         block: one pass over the held scores (mmpipe.models.logistic.block_loss_grad)."""
         task = delayed(block_loss_grad, pure=True)
         parts = [task(s, c, t, theta, self.n_models, self.k, n_classes) for s, c, t in self.blocks]
-        total: np.ndarray = compute_pass(tree_reduce(parts, _total, 8))
+        total: np.ndarray = compute_pass(tree_reduce(parts, _total, 8), "logistic iteration")
         return total
 
 
@@ -89,9 +89,11 @@ def hold_scores(
     )
     # Persisted, the blocks keep their whole graph on the scheduler: a worker lost between or
     # during the solver's passes only costs recomputing (re-reading) the blocks it held.
-    held = persist_pass(parts)
+    held = persist_pass(parts, "held scores")
     blocks = [(p[0], p[1], p[2]) for p in held]
-    counts = compute_pass(tree_reduce([delayed(_count)(p[2]) for p in held], _total, 8))
+    counts = compute_pass(
+        tree_reduce([delayed(_count)(p[2]) for p in held], _total, 8), "held scores"
+    )
     return HeldScores(blocks, bases.shape[0], bases.shape[2], counts)
 
 

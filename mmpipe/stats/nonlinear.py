@@ -82,7 +82,9 @@ def feature_statistics(
         per_row=(plan.assignment,),
         shared=(list(jobs),),
     )
-    result: dict[Key, Moments] = compute_pass(tree_reduce(parts, _merge, 8))
+    result: dict[Key, Moments] = compute_pass(
+        tree_reduce(parts, _merge, 8), "random features", rows=ds.n_rows
+    )
     return result
 
 

@@ -226,5 +226,5 @@ def run_scoring_pass(
     if not scorers and not embedders:
         return ScoringResult()
     graph = scoring_graph(ds, plan, label_codes, n_classes, scorers, embedders, tile=tile)
-    result: ScoringResult = compute_pass(graph)
+    result: ScoringResult = compute_pass(graph, "scoring", rows=ds.n_rows)
     return result

@@ -86,7 +86,9 @@ def sketch_wide(
     parts = map_row_blocks(
         ds, names, _sketch_block, per_row=(rows,), shared=(names, dict(widths), seed)
     )
-    sketches: dict[str, RangeSketch] = compute_pass(tree_reduce(parts, _merge_sketch_parts, 8))
+    sketches: dict[str, RangeSketch] = compute_pass(
+        tree_reduce(parts, _merge_sketch_parts, 8), "sketch", rows=ds.n_rows
+    )
     reductions = {}
     for name, sk in sketches.items():
         by = column_scale(sk.n, sk.mean, sk.sq) if scale else np.ones(sk.mean.size)
@@ -95,7 +97,9 @@ def sketch_wide(
         parts = map_row_blocks(
             ds, names, _power_block, per_row=(rows,), shared=(names, reductions)
         )
-        products: dict[str, np.ndarray] = compute_pass(tree_reduce(parts, _sum_parts, 8))
+        products: dict[str, np.ndarray] = compute_pass(
+            tree_reduce(parts, _sum_parts, 8), "sketch power iteration", rows=ds.n_rows
+        )
         reductions = {
             name: Reduction(r.offset, r.scale, orthonormal(products[name]))
             for name, r in reductions.items()

@@ -95,5 +95,5 @@ def training_r_factors(
         joint = da.concatenate([ts, tt], axis=1).rechunk({1: -1})
         _, r = da.linalg.tsqr(joint)
         r_factors.append(r)
-    computed: list[np.ndarray] = compute_pass(delayed(r_factors))
+    computed: list[np.ndarray] = compute_pass(delayed(r_factors), "TSQR", rows=ds.n_rows)
     return computed

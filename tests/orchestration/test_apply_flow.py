@@ -55,8 +55,12 @@ def test_apply_flow_on_a_local_cluster_equals_apply(
     for name in ("pca/m0", "mapped/m0--m1"):
         np.testing.assert_array_equal(flow_out[name][...], direct[name][...])  # type: ignore[index]
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_latest_artifacts()}
-    assert "mmpipe-apply" in keys
+        artifacts = {a.key: a.data for a in client.read_latest_artifacts()}
+    assert "mmpipe-apply" in artifacts
+    # The fitted run's HTML report, written beside its store and linked.
+    report = Path(fitted + ".reports") / str(summary["run_id"]) / "index.html"
+    assert report.is_file()
+    assert report.as_uri() in str(artifacts["mmpipe-apply"])
 
 
 def test_mmpipe_run_runs_the_flow_its_config_names(

@@ -78,6 +78,11 @@ def test_flow_local_cluster_equals_fit(
         keys = {a.key for a in artifact}
         tasks = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs()}
     assert {"mmpipe-fit-pairs", "mmpipe-fit-tasks", "mmpipe-fit-results"} <= keys
+    # The HTML report beside the store, linked from the Markdown artifact.
+    report = tmp_path / "results.zarr.reports" / str(summary["run_id"]) / "index.html"
+    assert report.is_file()
+    (markdown,) = [a.data for a in artifact if a.key == "mmpipe-fit-results"]
+    assert report.as_uri() in str(markdown)
     # The flow ran one task per step of the library's list, and the run records their times.
     steps = [s.name for s in STEPS if s.name != "sketch_pass"]
     assert {name.replace("_", "-") for name in steps} <= tasks
