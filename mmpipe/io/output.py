@@ -18,8 +18,8 @@ import zarr
 
 from mmpipe.errors import ConfigError, StoreNotFoundError
 from mmpipe.io.locations import is_results_attrs
-from mmpipe.io.storage import StorageOptions, is_remote, make_store, open_group
-from mmpipe.io.zarr_private import run_sync
+from mmpipe.io.secrets import resolve_references
+from mmpipe.io.storage import StorageOptions, is_remote, open_group
 
 DATASET_MARK = "mmpipe_dataset"
 """Root attribute of every dataset mmpipe writes: ``{"format": 1}``."""
@@ -40,10 +40,6 @@ def is_mmpipe_dataset(attrs: Mapping[str, Any]) -> bool:
     )
 
 
-async def _collect(store: Any) -> list[str]:
-    return [entry async for entry in store.list_dir("")]
-
-
 def _entries(url: str, storage_options: StorageOptions | None) -> list[str] | None:
     """The top-level entries at ``url`` (None: nothing there)."""
     if not is_remote(url):
@@ -53,11 +49,19 @@ def _entries(url: str, storage_options: StorageOptions | None) -> list[str] | No
         if not os.path.isdir(path):
             return [os.path.basename(path)]
         return sorted(os.listdir(path))
+    # fsspec's own listing of the prefix: a zarr store's list_dir("") on an object store
+    # prefix also sees sibling keys that merely start with the same name.
+    import fsspec
+
+    options = resolve_references(storage_options or {})
+    fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
+    path = path.rstrip("/")
     try:
-        store = make_store(url, mode="r", storage_options=storage_options)
-    except StoreNotFoundError:
+        listed = fs.ls(path, detail=False, refresh=True)
+    except FileNotFoundError:
         return None
-    return sorted(entry.rstrip("/") for entry in run_sync(_collect(store)))
+    names = sorted({str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in listed})
+    return [n for n in names if n and f"{path}/{n}" != path] or None
 
 
 def check_new_dataset(

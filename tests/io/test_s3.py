@@ -64,7 +64,8 @@ def local_ds(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def s3_ds(s3: S3) -> str:
-    url = synthesize(s3.url("ds.zarr"), SPEC, storage_options=s3.options)
+    # moto's in-process servers share one backend: another module may have written it.
+    url = synthesize(s3.url("ds.zarr"), SPEC, storage_options=s3.options, overwrite=True)
     s3fs.S3FileSystem.clear_instance_cache()
     return url
 
@@ -208,3 +209,15 @@ def test_fit_reads_and_writes_results_on_s3(s3: S3, s3_ds: str, local_ds: str) -
     np.testing.assert_allclose(
         coef, remote.pair("image", "text").models.ridge.coef_, rtol=0, atol=0
     )
+
+
+def test_a_second_synth_into_the_same_s3_prefix_is_refused(s3: S3, s3_ds: str) -> None:
+    from mmpipe.errors import ConfigError
+
+    before = _all_arrays(mmpipe.open_dataset(s3_ds, storage_options=s3.options))
+    with pytest.raises(ConfigError, match="already exists and is not empty"):
+        synthesize(s3_ds, SPEC, storage_options=s3.options)
+    after = _all_arrays(mmpipe.open_dataset(s3_ds, storage_options=s3.options))
+    assert before.keys() == after.keys()
+    for name in before:
+        np.testing.assert_array_equal(before[name], after[name])

@@ -66,7 +66,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     """moto on 127.0.0.1, the fault proxy in front of it, one dataset written directly."""
     with moto_s3(tmp_path_factory.mktemp("aws"), keep=(DEADLINE_ENV,)) as endpoint:
         direct = {"endpoint_url": endpoint, "anon": False}
-        dataset = synthesize(f"s3://{BUCKET}/ds.zarr", SPEC, storage_options=direct)
+        # moto's in-process servers share one backend: another module may have written it.
+        dataset = synthesize(f"s3://{BUCKET}/ds.zarr", SPEC, storage_options=direct, overwrite=True)
         with FaultProxy(int(endpoint.rsplit(":", 1)[1])) as proxy:
             options = {
                 "endpoint_url": proxy.endpoint,
