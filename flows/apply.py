@@ -43,6 +43,10 @@ def apply_pass(config: ApplyConfig, out: str, client: Any) -> dict[str, Any]:
     return summary
 
 
+def _uri(path: str) -> str:
+    return Path(path).resolve().as_uri()
+
+
 def publish_artifact(summary: dict[str, Any], html: str | None = None) -> None:
     """What the apply wrote, and where (and the fitted run's HTML report), as Markdown."""
     lines = [
@@ -51,7 +55,7 @@ def publish_artifact(summary: dict[str, Any], html: str | None = None) -> None:
         f"Outputs in `{summary.get('out')}` from `{summary.get('dataset')}` "
         f"({summary.get('rows')} rows), models of `{summary.get('results')}`.",
         "",
-        *([f"The fitted run's report: [{html}]({Path(html).as_uri()})", ""] if html else []),
+        *([f"The fitted run's report: [{html}]({_uri(html)})", ""] if html else []),
         "| output | shape | rows without a value |",
         "|---|---|---|",
     ]

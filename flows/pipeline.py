@@ -159,7 +159,7 @@ def publish_artifact(result: FitResult, html: str | None = None) -> None:
     with where the results went (and the HTML report, when written)."""
     summary = result.summary()
     where = report.where(summary)
-    link = f"- report: [{html}]({Path(html).as_uri()})\n" if html else ""
+    link = f"- report: [{html}]({Path(html).resolve().as_uri()})\n" if html else ""
     create_table_artifact(
         key="mmpipe-fit-pairs",
         table=report.pair_rows(summary),
