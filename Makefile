@@ -29,7 +29,8 @@ chromium:
 		|| { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends chromium; }; }
 
 demo: setup
-	$(BIN)/mmpipe example mfeat $(DATA)/mfeat.zarr
+	# --overwrite: make demo can run again (it replaces only the dataset it wrote itself).
+	$(BIN)/mmpipe example mfeat $(DATA)/mfeat.zarr --overwrite
 	$(BIN)/mmpipe inspect $(DATA)/mfeat.zarr
 	# The main job: the Prefect flow on the embedded server with a LocalCluster.
 	$(BIN)/mmpipe run deploy/mfeat.yaml --set dataset=$(DATA)/mfeat.zarr \
