@@ -37,20 +37,26 @@ the same warm page cache.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import BIN, COMPONENTS, load, make_data, store_bytes, tree_read_chars
+from run import (
+    BIN,
+    COMPONENTS,
+    load,
+    make_data,
+    measure_command,
+    store_bytes,
+    tree_read_chars,
+)
 
 NAMES = ("a", "b")
 PAIR = ("a", "b")
@@ -188,44 +194,10 @@ PEERS = {
 
 # ---------------------------------------------------------------- measurement harness
 def measure(peer: str, store: str, results: str, out: str) -> dict[str, Any]:
-    """Run one method in a child process; sample its process tree's peak RSS (as run.py)."""
-    import psutil
-
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--peer", peer, "--store", store, "--results", results,
-         "--peer-out", out],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    root = psutil.Process(child.pid)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                break
-            total = 0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
-            peak = max(peak, total)
-            time.sleep(0.1)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    start = time.perf_counter()
-    printed, _ = child.communicate()
-    wall = time.perf_counter() - start
-    stop.set()
-    thread.join()
-    if child.returncode != 0:
-        raise RuntimeError(f"{peer} failed with exit code {child.returncode}")
-    result: dict[str, Any] = json.loads(printed.strip().splitlines()[-1])
-    result |= {"wall_s": wall, "peak_rss_bytes": peak}
-    return result
+    """Run one method in a child process; sample its process tree's peak RSS (run.py's)."""
+    command = [sys.executable, __file__, "--peer", peer, "--store", store, "--results", results,
+               "--peer-out", out]  # fmt: skip
+    return measure_command(command, peer)
 
 
 def fitted_run(store: str, results: Path) -> dict[str, Any]:

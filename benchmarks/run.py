@@ -204,12 +204,15 @@ def tree_read_chars() -> int:
 
 def measure(peer: str, store: str) -> dict[str, Any]:
     """Run one peer in a child process; sample its process tree's peak RSS."""
+    return measure_command([sys.executable, __file__, "--peer", peer, "--store", store], peer)
+
+
+def measure_command(command: list[str], peer: str) -> dict[str, Any]:
+    """Run ``command`` (which prints a JSON object as its last line), sampling its process
+    tree's peak RSS; the object with ``wall_s`` and ``peak_rss_bytes`` added."""
     import psutil
 
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--peer", peer, "--store", store],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     root = psutil.Process(child.pid)
     peak = 0
     stop = threading.Event()
